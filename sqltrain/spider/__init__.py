@@ -1,0 +1,1 @@
+"""The Spider benchmark: loading, validation, schema model, hardness, mini benchmark."""

@@ -1,0 +1,198 @@
+"""Load and validate a Spider-layout benchmark directory.
+
+Layout: ``train_spider.json`` / ``train_others.json`` (or their ``_slim`` variants),
+``dev.json``, optionally ``test.json``, ``tables.json`` and ``database/<db>/<db>.sqlite``.
+A folder holding several ``*.sqlite`` files for one db gives test-suite variants.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from sqltrain.spider.schema import Schema, schema_from_tables_entry
+
+SPLIT_FILES = {
+    "train": (("train_spider.json", "train_spider_slim.json"), ("train_others.json", "train_others_slim.json")),
+    "dev": (("dev.json",),),
+    "test": (("test.json",),),
+}
+EXAMPLE_FIELDS = ("question", "query", "db_id")
+TABLE_FIELDS = (
+    "db_id", "table_names_original", "table_names", "column_names_original",
+    "column_names", "column_types", "primary_keys", "foreign_keys",
+)
+
+
+class SpiderFormatError(ValueError):
+    """A benchmark file is malformed; the message names the file, record index and field."""
+
+
+@dataclass(frozen=True)
+class Example:
+    split: str
+    index: int
+    """Position in the split (train: train_spider then train_others, concatenated)."""
+    db_id: str
+    question: str
+    query: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.split}-{self.index}"
+
+    @property
+    def hardness(self) -> str:
+        from sqltrain.spider.hardness import hardness
+
+        return hardness(self.query)
+
+
+def _read_json_list(path: Path) -> list:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise SpiderFormatError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise SpiderFormatError(f"{path}: not UTF-8 ({e.reason})") from None
+    if not isinstance(data, list):
+        raise SpiderFormatError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
+    return data
+
+
+def _check_record(path: Path, i: int, rec: object, fields: tuple[str, ...], types: dict[str, type]) -> None:
+    if not isinstance(rec, dict):
+        raise SpiderFormatError(f"{path}: record {i}: expected an object, got {type(rec).__name__}")
+    for f in fields:
+        if f not in rec:
+            raise SpiderFormatError(f"{path}: record {i}: missing field '{f}'")
+        want = types.get(f, str)
+        if not isinstance(rec[f], want):
+            raise SpiderFormatError(f"{path}: record {i}: field '{f}' must be {want.__name__}, got {type(rec[f]).__name__}")
+
+
+def load_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
+    """Read a KNOWN_GAPS.tsv-format file: split, index, db_id, reason; '#' lines are comments."""
+    out: set[tuple[str, int]] = set()
+    with open(path, encoding="utf-8") as f:
+        for lineno, row in enumerate(csv.reader(f, delimiter="\t"), 1):
+            if not row or row[0].startswith("#"):
+                continue
+            if len(row) < 2 or not row[1].strip().isdigit():
+                raise SpiderFormatError(f"{path}: line {lineno}: expected 'split<TAB>index<TAB>db_id<TAB>reason'")
+            out.add((row[0].strip(), int(row[1])))
+    return out
+
+
+class SpiderBenchmark:
+    """A Spider-layout benchmark: its examples, schemas and databases.
+
+    on_error="raise" stops at the first malformed record with an error naming file, record
+    index and field; "skip" drops bad records and counts them in ``self.skipped``.
+    """
+
+    def __init__(self, root: str | os.PathLike, on_error: str = "raise"):
+        self.root = Path(root).expanduser().absolute()
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self.on_error = on_error
+        self.skipped: Counter[str] = Counter()
+        if not self.root.is_dir():
+            raise SpiderFormatError(f"{self.root}: not a directory")
+        self._splits: dict[tuple[str, bool], list[Example]] = {}
+
+    # -- schemas and databases ------------------------------------------------------------
+    @cached_property
+    def schemas(self) -> dict[str, Schema]:
+        path = self.root / "tables.json"
+        if not path.exists():
+            raise SpiderFormatError(f"{path}: missing (every Spider-layout dir needs tables.json)")
+        out: dict[str, Schema] = {}
+        types = {f: list for f in TABLE_FIELDS if f != "db_id"}
+        for i, rec in enumerate(_read_json_list(path)):
+            try:
+                _check_record(path, i, rec, TABLE_FIELDS, types)
+                out[rec["db_id"]] = schema_from_tables_entry(rec)
+            except (SpiderFormatError, IndexError, TypeError, ValueError) as e:
+                msg = str(e) if isinstance(e, SpiderFormatError) else f"{path}: record {i}: inconsistent schema ({e})"
+                self._fail(SpiderFormatError(msg), "tables.json: malformed record")
+        return out
+
+    def db_path(self, db_id: str) -> Path:
+        return self.root / "database" / db_id / f"{db_id}.sqlite"
+
+    def db_variants(self, db_id: str) -> list[Path]:
+        """All database files of one db (test-suite variants), the canonical one first."""
+        main = self.db_path(db_id)
+        others = sorted(p for p in main.parent.glob("*.sqlite") if p != main)
+        return ([main] if main.exists() else []) + others
+
+    @property
+    def sqlite_files(self) -> list[Path]:
+        return sorted(p for p in (self.root / "database").glob("*/*.sqlite") if p.stem == p.parent.name)
+
+    # -- examples -------------------------------------------------------------------------
+    def split_files(self, split: str) -> list[Path]:
+        if split not in SPLIT_FILES:
+            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_FILES)}")
+        files = []
+        for alternatives in SPLIT_FILES[split]:
+            found = next((self.root / n for n in alternatives if (self.root / n).exists()), None)
+            if found is not None:
+                files.append(found)
+        return files
+
+    def available_splits(self) -> list[str]:
+        return [s for s in SPLIT_FILES if self.split_files(s)]
+
+    def examples(self, split: str, exclude: str | os.PathLike | set | None = None, check_db: bool = True) -> list[Example]:
+        """Examples of a split, validated; `exclude` is a KNOWN_GAPS.tsv path or a set of (split, index)."""
+        key = (split, check_db)
+        if key not in self._splits:
+            self._splits[key] = self._load_split(split, check_db)
+        examples = self._splits[key]
+        if exclude is not None:
+            gaps = exclude if isinstance(exclude, set) else load_exclusions(exclude)
+            examples = [e for e in examples if (e.split, e.index) not in gaps]
+        return examples
+
+    def _load_split(self, split: str, check_db: bool) -> list[Example]:
+        files = self.split_files(split)
+        if not files:
+            raise SpiderFormatError(f"{self.root}: no file for split '{split}' (looked for {SPLIT_FILES[split]})")
+        out: list[Example] = []
+        position = 0  # index into the concatenated split, kept stable when records are skipped
+        for path in files:
+            for i, rec in enumerate(_read_json_list(path)):
+                position += 1
+                try:
+                    _check_record(path, i, rec, EXAMPLE_FIELDS, {})
+                    self._check_db(path, i, rec["db_id"], check_db)
+                except SpiderFormatError as e:
+                    self._fail(e, self._reason(str(e)))
+                    continue
+                out.append(Example(split, position - 1, rec["db_id"], rec["question"], rec["query"]))
+        return out
+
+    def _check_db(self, path: Path, i: int, db_id: str, check_db: bool) -> None:
+        if db_id not in self.schemas:
+            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': '{db_id}' is not in tables.json")
+        if check_db and not self.db_path(db_id).exists():
+            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': database file {self.db_path(db_id)} is missing")
+
+    @staticmethod
+    def _reason(msg: str) -> str:
+        for key in ("missing field", "must be", "not in tables.json", "is missing", "expected an object"):
+            if key in msg:
+                return key.replace("is missing", "missing database file")
+        return "malformed"
+
+    def _fail(self, err: SpiderFormatError, reason: str) -> None:
+        if self.on_error == "raise":
+            raise err
+        self.skipped[reason] += 1
