@@ -97,7 +97,7 @@ class SpiderBenchmark:
     """
 
     def __init__(self, root: str | os.PathLike, on_error: str = "raise"):
-        self.root = Path(root).expanduser().absolute()
+        self.root = Path(root).expanduser().resolve()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error

@@ -1,0 +1,14 @@
+"""Ray job entrypoint for `sqltrain pipeline` (arguments as for the CLI verb).
+
+    ray job submit --address http://HEAD:8265 --runtime-env ray_jobs/runtime_env.yaml \
+        -- python ray_jobs/pipeline.py --help
+"""
+
+import sys
+
+import _bootstrap  # noqa: F401  (puts the repository root on sys.path)
+
+from sqltrain.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["pipeline", *sys.argv[1:]]))

@@ -1,0 +1,138 @@
+"""`sqltrain pipeline` and `sqltrain quickstart`: prepare -> train -> generate (base and
+fine-tuned) -> evaluate -> compare -> report.
+
+Each stage records the content hash of the config sections it depends on in
+``{run_dir}/stages/<stage>.json`` once its outputs exist; a stage whose hash and outputs match
+is skipped, so a crashed pipeline resumes where it stopped and an edited config re-runs only
+the stages it affects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from sqltrain.config import Config, load_config
+from sqltrain.io import atomic_write_json
+
+REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# Config sections each stage's output depends on (a stage also depends on its inputs' stages).
+PREPARE_KEYS = ("data", "linking", "prompt", "model")
+TRAIN_KEYS = PREPARE_KEYS + ("lora", "quantization", "deepspeed", "train")
+GENERATE_KEYS = ("generate",)
+EVALUATE_KEYS = ("evaluate",)
+
+
+@dataclass
+class Stage:
+    name: str
+    sections: tuple[str, ...]
+    outputs: list[Path]
+    run: Callable[[], object]
+
+
+def _marker(cfg: Config, name: str) -> Path:
+    return Path(cfg.run_dir) / "stages" / f"{name}.json"
+
+
+def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
+    """Run one stage unless its marker matches; returns True when it ran."""
+    key = cfg.content_hash(*stage.sections)
+    marker = _marker(cfg, stage.name)
+    if marker.exists() and all(p.exists() for p in stage.outputs):
+        if json.loads(marker.read_text()).get("hash") == key:
+            log(f"[sqltrain] {stage.name}: up to date, skipped ({marker})")
+            return False
+    log(f"[sqltrain] {stage.name}: running")
+    start = time.time()
+    stage.run()
+    missing = [str(p) for p in stage.outputs if not p.exists()]
+    if missing:
+        raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
+    atomic_write_json(marker, {"hash": key, "sections": list(stage.sections), "seconds": round(time.time() - start, 1),
+                               "outputs": [str(p) for p in stage.outputs]})
+    log(f"[sqltrain] {stage.name}: done in {time.time() - start:.0f}s")
+    return True
+
+
+def build_stages(cfg: Config) -> list[Stage]:
+    """The pipeline's stages in order, each a call into one stage module."""
+    from sqltrain.evaluate.runner import run_evaluate_config
+    from sqltrain.generate.pipeline import run_generate
+    from sqltrain.prep.pipeline import run_prepare
+    from sqltrain.report.compare import write_compare
+    from sqltrain.report.report import write_report
+    from sqltrain.train.driver import run_training
+
+    run = Path(cfg.run_dir)
+    data, adapter = run / "data" / "manifest.json", run / "train" / "adapter"
+    preds = {tag: run / "predictions" / f"{tag}.jsonl" for tag in ("base", "finetuned")}
+    evals = {tag: run / "eval" / tag for tag in ("base", "finetuned")}
+    split = cfg.data.eval_split
+    gen_keys = TRAIN_KEYS + GENERATE_KEYS
+    return [
+        Stage("prepare", PREPARE_KEYS, [data], lambda: run_prepare(cfg)),
+        Stage("train", TRAIN_KEYS, [adapter / "adapter_config.json"], lambda: run_training(cfg)),
+        Stage("generate-base", PREPARE_KEYS + GENERATE_KEYS, [preds["base"]],
+              lambda: run_generate(cfg, adapter=None, split=split, out=preds["base"])),
+        Stage("generate-finetuned", gen_keys, [preds["finetuned"]],
+              lambda: run_generate(cfg, adapter=str(adapter), split=split, out=preds["finetuned"])),
+        Stage("evaluate-base", PREPARE_KEYS + GENERATE_KEYS + EVALUATE_KEYS, [evals["base"] / "summary.json"],
+              lambda: run_evaluate_config(cfg, preds["base"], evals["base"], split=split)),
+        Stage("evaluate-finetuned", gen_keys + EVALUATE_KEYS, [evals["finetuned"] / "summary.json"],
+              lambda: run_evaluate_config(cfg, preds["finetuned"], evals["finetuned"], split=split)),
+        Stage("compare", gen_keys + EVALUATE_KEYS, [run / "compare" / "compare.json"],
+              lambda: write_compare(evals["base"], evals["finetuned"], run / "compare")),
+        Stage("report", gen_keys + EVALUATE_KEYS, [run / "report" / "report.md"], lambda: write_report(run)),
+    ]
+
+
+def run_pipeline(cfg: Config, log=print) -> dict:
+    """Run every stage (skipping finished ones); returns the base and fine-tuned summaries."""
+    for stage in build_stages(cfg):
+        run_stage(cfg, stage, log)
+    run = Path(cfg.run_dir)
+    summaries = {tag: json.loads((run / "eval" / tag / "summary.json").read_text()) for tag in ("base", "finetuned")}
+    return {"summaries": summaries, "report": str(run / "report" / "report.md")}
+
+
+def _print_result(cfg: Config, result: dict) -> None:
+    base, tuned = result["summaries"]["base"], result["summaries"]["finetuned"]
+    print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {base['n']} examples:")
+    print(f"  base model : {100 * base['ex']:5.1f}%   exact match {100 * base['exact_match']:5.1f}%")
+    print(f"  fine-tuned : {100 * tuned['ex']:5.1f}%   exact match {100 * tuned['exact_match']:5.1f}%")
+    print(f"report: {result['report']}")
+
+
+def _pipeline(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    _print_result(cfg, run_pipeline(cfg))
+    return 0
+
+
+def _quickstart(args: argparse.Namespace) -> int:
+    cfg = load_config(REPO_CONFIGS / "quickstart.yaml", args.overrides)
+    print(f"[sqltrain] quickstart: mini benchmark, {cfg.model.name}, {cfg.train.num_workers} Ray workers, "
+          f"DeepSpeed ZeRO-{cfg.deepspeed.stage}, CPU; outputs under {cfg.run_dir}")
+    _print_result(cfg, run_pipeline(cfg))
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("pipeline", help="prepare -> train -> generate -> evaluate -> compare -> report (resumable)")
+    p.add_argument("--config", required=True, help="experiment YAML")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
+    p.set_defaults(func=_pipeline)
+    q = subparsers.add_parser("quickstart", help="the whole pipeline on the mini benchmark with SmolLM2-135M on CPU")
+    q.add_argument("overrides", nargs="*", help="key.sub=value overrides of configs/quickstart.yaml")
+    q.set_defaults(func=_quickstart)
+
+
+if __name__ == "__main__":
+    sys.exit(__import__("sqltrain.cli").cli.main(["pipeline", *sys.argv[1:]]))
