@@ -1,0 +1,43 @@
+"""`sqltrain train --config FILE [key.sub=value ...]`: QLoRA fine-tuning on Ray Train + DeepSpeed.
+
+Reads {run_dir}/data (from `sqltrain prepare`), writes {run_dir}/train: metrics.jsonl,
+checkpoints/, adapter/ (PEFT dir loadable by peft.PeftModel.from_pretrained) and summary.json.
+Re-running with the same run_dir and training config resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="QLoRA fine-tuning with Ray Train + DeepSpeed",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.lr=1e-4 deepspeed.stage=3")
+    p.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from sqltrain.config import ConfigError, load_config
+    from sqltrain.train.data import ShardError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from sqltrain.train.driver import run_training
+
+        result = run_training(cfg)
+    except (ConfigError, ShardError) as e:
+        print(f"sqltrain train: {e}", file=sys.stderr)
+        return 2
+    m = result.metrics
+    print(f"trained {result.steps} steps: loss {m['loss']:.4f}, dev loss {m['dev_loss']:.4f}")
+    print(f"metrics:     {result.metrics_path}")
+    print(f"checkpoints: {result.checkpoint_dir}")
+    print(f"adapter:     {result.adapter_dir}")
+    return 0

@@ -1,0 +1,241 @@
+"""Training: batching, DeepSpeed config, preflight errors, and real 2-worker Ray Train runs
+(DeepSpeed ZeRO-2 over gloo on CPU) including a worker killed mid-run and resumed."""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sqltrain.config import ConfigError, load_config
+from sqltrain.io import read_jsonl
+from sqltrain.spider.benchmark import SpiderBenchmark
+from sqltrain.train.data import ShardError, inspect_split, length_grouped, pad_batch
+from sqltrain.train.deepspeed_cfg import deepspeed_config
+from sqltrain.train.driver import FAIL_ENV, plan_steps, run_training
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_shards import write_shards  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    path = tmp_path_factory.getbasetemp() / "model-cache"  # shared with test_model
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def train_cfg(run_dir, cache, *overrides):
+    """A 2-worker ZeRO-2 CPU config on the tiny random llama (small enough for CI)."""
+    return load_config(None, [
+        f"run_dir={run_dir}", f"model.cache_dir={cache}", "model.name=random:tiny",
+        "quantization.method=none", "model.gradient_checkpointing=false",
+        "train.num_workers=2", "train.cpus_per_worker=0.5", "train.micro_batch_size=4",
+        "train.max_steps=6", "train.log_every=1", "train.eval_every=3", "train.save_every=3",
+        "train.eval_examples=16", "train.lr=1e-2", "train.keep_best=2", "train.max_failures=1",
+        "deepspeed.stage=2", "deepspeed.bucket_size=1000000", *overrides,
+    ])
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+def shards(run_dir: Path, cache: Path, mini_dir: Path, repeat_first: bool) -> None:
+    from sqltrain.model.loading import load_tokenizer
+
+    bench = SpiderBenchmark(mini_dir)
+    train = bench.examples("train")[:64]
+    if repeat_first:
+        train = [train[0]] * len(train)
+    tok = load_tokenizer(train_cfg(run_dir, cache).model)
+    write_shards(run_dir, bench, tok, {"train": train, "dev": bench.examples("dev")[:16]})
+
+
+# --- fast unit tests ------------------------------------------------------------------------
+
+
+def test_pad_batch_pads_right_and_masks_labels():
+    batch = pad_batch([([5, 6, 7], [-100, 6, 7]), ([8], [8])])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_length_grouping_keeps_similar_lengths_together_and_drops_the_tail():
+    rng = random.Random(0)
+    rows = [([1] * n, [1] * n) for n in [rng.randint(5, 400) for _ in range(203)]]
+    groups = list(length_grouped(rows, 4, random.Random(1)))
+    assert len(groups) == 203 // 4 and all(len(g) == 4 for g in groups)
+    spread = sum(max(len(r[0]) for r in g) - min(len(r[0]) for r in g) for g in groups) / len(groups)
+    assert spread < 60  # random 4-row groups would spread ~240 tokens
+    padded = sum(4 * max(len(r[0]) for r in g) for g in groups)
+    assert padded < 1.2 * sum(len(r[0]) for g in groups for r in g)
+
+
+def test_deepspeed_config_follows_train_and_zero_sections(tmp_path):
+    cfg = load_config(None, ["deepspeed.stage=3", "train.micro_batch_size=2", "train.grad_accum=8",
+                             "deepspeed.offload_optimizer=true", "train.max_grad_norm=0.5"])
+    ds = deepspeed_config(cfg, world_size=4, dtype_name="bf16")
+    assert ds["train_batch_size"] == 2 * 8 * 4 and ds["gradient_clipping"] == 0.5
+    assert ds["bf16"]["enabled"] and not ds["fp16"]["enabled"]
+    z = ds["zero_optimization"]
+    assert z["stage"] == 3 and z["offload_optimizer"]["device"] == "cpu"
+    assert z["stage3_gather_16bit_weights_on_model_save"] is False
+
+
+def test_zero_stage_4_is_rejected_by_the_config():
+    with pytest.raises(ConfigError, match="deepspeed.stage"):
+        load_config(None, ["deepspeed.stage=4"])
+
+
+def test_missing_shards_fail_before_any_worker(tmp_path, model_cache):
+    cfg = train_cfg(tmp_path / "run", model_cache)
+    with pytest.raises(ShardError, match="sqltrain prepare"):
+        run_training(cfg)
+    assert not (tmp_path / "run" / "train" / "checkpoints").exists()
+
+
+def test_nf4_with_zero3_on_cpu_fails_before_any_worker(tmp_path, model_cache):
+    with pytest.raises(ConfigError, match="needs GPUs"):
+        run_training(train_cfg(tmp_path / "run", model_cache, "deepspeed.stage=3", "quantization.method=nf4"))
+
+
+def test_shards_without_token_columns_are_rejected(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "data" / "train").mkdir(parents=True)
+    pq.write_table(pa.table({"id": ["a"], "input_ids": [[1, 2]]}), tmp_path / "data" / "train" / "p.parquet")
+    with pytest.raises(ShardError, match="labels, length"):
+        inspect_split(str(tmp_path), "train")
+
+
+def test_unknown_model_fails_before_any_worker(tmp_path, model_cache, mini_dir):
+    run = tmp_path / "run"
+    shards(run, model_cache, mini_dir, repeat_first=False)
+    with pytest.raises(ConfigError, match="unknown random-init preset"):
+        run_training(train_cfg(run, model_cache, "model.name=random:llama-9000"))
+    assert not (run / "train" / "checkpoints").exists()
+
+
+def test_step_plan_rejects_too_few_rows(tmp_path, model_cache, mini_dir):
+    run = tmp_path / "run"
+    shards(run, model_cache, mini_dir, repeat_first=False)
+    cfg = train_cfg(run, model_cache, "train.micro_batch_size=64")
+    with pytest.raises(ConfigError, match="too few"):
+        plan_steps(cfg, inspect_split(str(run), "train"), inspect_split(str(run), "dev"))
+    plan = plan_steps(train_cfg(run, model_cache, "train.max_steps=null", "train.epochs=2"),
+                      inspect_split(str(run), "train"), inspect_split(str(run), "dev"))
+    assert plan.steps_per_epoch == 64 // 2 // 4 and plan.total_steps == 16
+
+
+def test_train_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):
+    import argparse
+
+    from sqltrain.train.command import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("deepspeed:\n  stage: 4\n")
+    args = parser.parse_args(["train", "--config", str(cfg_file)])
+    assert args.func(args) == 2
+    assert "ZeRO stage must be 0, 1, 2 or 3" in capsys.readouterr().err
+
+
+# --- real runs: 2 Ray workers, DeepSpeed ZeRO-2 over gloo -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def repeated_batch_run(tmp_path_factory, model_cache, mini_dir, ray_local):
+    run = tmp_path_factory.mktemp("repeated") / "run"
+    shards(run, model_cache, mini_dir, repeat_first=True)
+    cfg = train_cfg(run, model_cache)
+    return cfg, run_training(cfg)
+
+
+@pytest.mark.slow
+def test_loss_is_finite_and_decreasing_on_a_repeated_batch(repeated_batch_run):
+    cfg, result = repeated_batch_run
+    rows = read_jsonl(result.metrics_path)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    losses = [r["loss"] for r in rows]
+    assert all(torch.isfinite(torch.tensor(x)) for x in losses)
+    assert losses[-1] < losses[0] - 0.3
+    assert sum(losses[3:]) < sum(losses[:3])
+    assert {r["step"] for r in rows if "dev_loss" in r} == {3, 6}
+    assert all(r["tokens_per_s"] > 0 and r["grad_norm"] is not None for r in rows)
+
+
+@pytest.mark.slow
+def test_checkpoints_are_small_and_hold_adapter_engine_and_state(repeated_batch_run):
+    cfg, result = repeated_batch_run
+    ckpt = Path(result.checkpoint_dir)
+    assert json.loads((ckpt / "state.json").read_text())["step"] == 6
+    assert {p.name for p in (ckpt / "engine" / "zero").iterdir()} >= {
+        "mp_rank_00_model_states.pt", "zero_pp_rank_0_mp_rank_00_optim_states.pt", "zero_pp_rank_1_mp_rank_00_optim_states.pt"}
+    module = torch.load(ckpt / "engine" / "zero" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    assert module and all("lora_" in k for k in module)  # never the frozen base
+    size = sum(f.stat().st_size for f in ckpt.rglob("*") if f.is_file())
+    assert size < 2_000_000  # the tiny base alone is 13 MB
+
+
+@pytest.mark.slow
+def test_final_adapter_loads_with_peft_and_changes_logits(repeated_batch_run):
+    from peft import PeftModel
+
+    from sqltrain.config import config_from_dict
+    from sqltrain.model.loading import load_base_model
+
+    cfg, result = repeated_batch_run
+    adapter = Path(result.adapter_dir)
+    assert adapter == Path(cfg.run_dir) / "train" / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "sqltrain_config.yaml", "prompt.json"} <= {p.name for p in adapter.iterdir()}
+    assert json.loads((adapter / "prompt.json").read_text())["system"] == cfg.prompt.system
+    import yaml
+
+    assert config_from_dict(yaml.safe_load((adapter / "sqltrain_config.yaml").read_text())) == cfg
+    base = load_base_model(cfg)
+    ids = torch.tensor([[1, 504, 3000, 42, 7, 99]])
+    with torch.no_grad():
+        before = base(ids).logits.clone()
+        tuned = PeftModel.from_pretrained(base, str(adapter))
+        after = tuned(ids).logits
+    assert (after - before).abs().max() > 1e-3
+
+
+@pytest.mark.slow
+def test_rerun_with_another_training_config_is_refused(repeated_batch_run, model_cache):
+    cfg, _ = repeated_batch_run
+    with pytest.raises(ConfigError, match="different training config"):
+        run_training(train_cfg(cfg.run_dir, model_cache, "train.lr=1e-3"))
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_from_the_last_checkpoint(tmp_path, model_cache, ray_local, monkeypatch):
+    from sqltrain.prep.pipeline import run_prepare
+
+    run = tmp_path / "run"
+    cfg = train_cfg(run, model_cache, "data.limit=64", "data.spider_dir=mini")
+    run_prepare(cfg)  # the real `sqltrain prepare` shards of the mini benchmark
+    monkeypatch.setenv(FAIL_ENV, "5")  # the last worker os._exit()s after step 5 on its first attempt
+    result = run_training(cfg)
+    rows = read_jsonl(result.metrics_path)
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["resumed_from"] for r in rows] == [None, None, None, 3, 3, 3]  # continued, not restarted
+    assert rows[3]["tokens"] > rows[2]["tokens"]  # token counter restored from the checkpoint too
+    assert result.metrics["step"] == 6
+    assert (Path(result.adapter_dir) / "adapter_model.safetensors").exists()
