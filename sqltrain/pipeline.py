@@ -93,26 +93,36 @@ def build_stages(cfg: Config) -> list[Stage]:
     ]
 
 
-def run_pipeline(cfg: Config, log=print) -> dict:
-    """Run every stage (skipping finished ones); returns the base and fine-tuned summaries."""
-    for stage in build_stages(cfg):
-        run_stage(cfg, stage, log)
+def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
+    """Run every stage (or only the named ones), skipping finished ones; returns the base and
+    fine-tuned summaries that exist."""
+    stages = build_stages(cfg)
+    unknown = set(only or []) - {s.name for s in stages}
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
+    for stage in stages:
+        if only is None or stage.name in only:
+            run_stage(cfg, stage, log)
     run = Path(cfg.run_dir)
-    summaries = {tag: json.loads((run / "eval" / tag / "summary.json").read_text()) for tag in ("base", "finetuned")}
+    summaries = {tag: json.loads(p.read_text()) for tag in ("base", "finetuned")
+                 if (p := run / "eval" / tag / "summary.json").exists()}
     return {"summaries": summaries, "report": str(run / "report" / "report.md")}
 
 
 def _print_result(cfg: Config, result: dict) -> None:
-    base, tuned = result["summaries"]["base"], result["summaries"]["finetuned"]
-    print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {base['n']} examples:")
-    print(f"  base model : {100 * base['ex']:5.1f}%   exact match {100 * base['exact_match']:5.1f}%")
-    print(f"  fine-tuned : {100 * tuned['ex']:5.1f}%   exact match {100 * tuned['exact_match']:5.1f}%")
-    print(f"report: {result['report']}")
+    labels = {"base": "base model", "finetuned": "fine-tuned"}
+    for tag, s in result["summaries"].items():
+        if tag == next(iter(result["summaries"])):
+            print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {s['n']} examples:")
+        print(f"  {labels[tag]} : {100 * s['ex']:5.1f}%   exact match {100 * s['exact_match']:5.1f}%")
+    if Path(result["report"]).exists():
+        print(f"report: {result['report']}")
 
 
 def _pipeline(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    _print_result(cfg, run_pipeline(cfg))
+    only = [s.strip() for s in args.stages.split(",")] if args.stages else None
+    _print_result(cfg, run_pipeline(cfg, only))
     return 0
 
 
@@ -127,6 +137,8 @@ def _quickstart(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("pipeline", help="prepare -> train -> generate -> evaluate -> compare -> report (resumable)")
     p.add_argument("--config", required=True, help="experiment YAML")
+    p.add_argument("--stages", help="comma-separated subset of stages to run (prepare, train, generate-base, "
+                   "generate-finetuned, evaluate-base, evaluate-finetuned, compare, report)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=_pipeline)
     q = subparsers.add_parser("quickstart", help="the whole pipeline on the mini benchmark with SmolLM2-135M on CPU")

@@ -18,6 +18,7 @@ CASES = [
     (f"```sql\n{Q}\n```", Q),
     (f"```SQL\n{Q};\n```", Q),
     (f"```sqlite\n{Q}\n```\nThis query returns the names.", Q),
+    ("```sqlite\nPRAGMA table_info(singer)\n```", "PRAGMA table_info(singer)"),
     (f"```\n{Q}\n```", Q),
     (f"Here is the query:\n\n```sql\n{Q}\n```\n\nIt selects singers older than 30.", Q),
     (f"```sql\n{Q}", Q),  # unclosed fence (generation stopped)
@@ -53,6 +54,7 @@ CASES = [
     (f"{Q}<|endoftext|>garbage after eos", Q),
     (f"[/INST] {Q}", Q),
     (f"{Q}\nUser: what about age < 20?", Q),
+    (f"{Q}\n-- Question: How old is the oldest singer?\n-- SQL: SELECT max(age) FROM singer", Q),
     # CTEs keep their WITH
     (
         "```sql\nWITH old AS (SELECT * FROM singer WHERE age > 30) SELECT name FROM old\n```",
@@ -99,6 +101,12 @@ def test_unterminated_string_falls_back_to_plain_split() -> None:
         ("SELECT name FROM singer\n\n", True),
         ("Here is the query:\n\nSELECT 1\n", False),
         ("Here is the query:\n\nSELECT 1;", True),
+        ("```sql\nSELECT 1;", True),
+        ("CREATE TABLE singer (\n  id INT, -- e.g. 'a'; 'b'\n", False),  # ';' in a comment
+        ("CREATE TABLE singer (\n  id INT\n);", True),  # a schema echo ends at its ';' too
+        ("Sure; here's how:", False),  # prose, not SQL yet
+        ("Sure; here is how:", False),
+        ("```sql\nCREATE TABLE t (a INT);", True),
     ],
 )
 def test_sql_complete(text: str, done: bool) -> None:

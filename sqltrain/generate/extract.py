@@ -16,16 +16,21 @@ from sqlglot.errors import TokenError
 from sqlglot.tokens import TokenType
 
 # Special tokens of common chat templates (ChatML, Llama 2/3, Mistral, Phi, Gemma, GPT-2).
+# An end-of-turn token ends the answer; other template tokens are just removed.
+_END_TOKENS = re.compile(r"<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>|<\|end\|>|<end_of_turn>|</s>")
 _CHAT_TOKENS = re.compile(
-    r"<\|im_start\|>(?:assistant|user|system)?|<\|im_end\|>|<\|endoftext\|>|<\|eot_id\|>"
-    r"|<\|start_header_id\|>\w*<\|end_header_id\|>|<\|end\|>|<\|assistant\|>|<\|user\|>"
-    r"|<end_of_turn>|<start_of_turn>(?:model|user)?|</s>|<s>|\[/?INST\]|<pad>"
+    r"<\|im_start\|>(?:assistant|user|system)?|<\|start_header_id\|>\w*<\|end_header_id\|>|<\|assistant\|>"
+    r"|<\|user\|>|<start_of_turn>(?:model|user)?|<s>|\[/?INST\]|<pad>"
 )
 # A role line left behind when special tokens were skipped while decoding ("assistant\n...").
 _ROLE_LINE = re.compile(r"^\s*(?:assistant|model|gpt|bot)\s*:?\s*\n", re.IGNORECASE)
 # A following turn the model hallucinated; everything from here on is not the answer.
-_NEXT_TURN = re.compile(r"\n\s*(?:user|human|question|###\s*\w+)\s*:", re.IGNORECASE)
-_FENCE = re.compile(r"```[ \t]*(?:sql|sqlite|postgresql|mysql)?[ \t]*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL)
+_NEXT_TURN = re.compile(r"\n\s*(?:--\s*)?(?:user|human|question|###\s*\w+)\s*:", re.IGNORECASE)
+_FENCE = re.compile(
+    r"```[ \t]*(?:sqlite3?|sql|postgresql|postgres|mysql)?[ \t]*\n?(.*?)(?:```|$)", re.IGNORECASE | re.DOTALL
+)
+_FENCE_MARK = re.compile(r"```\w*")
+_STATEMENT_START = re.compile(r"\s*(?:CREATE|INSERT|UPDATE|DELETE|DROP|ALTER|PRAGMA|WITH)\b", re.IGNORECASE)
 _PREFIX = re.compile(
     r"^\s*(?:--\s*)?(?:sqlite\s+|sql\s+)?(?:sql|sqlite|query|answer|output|response)(?:\s+query)?\s*:\s*",
     re.IGNORECASE,
@@ -59,6 +64,8 @@ def extract_sql(text: str) -> str:
 
 
 def _strip_chat(text: str) -> str:
+    ends = [m.start() for m in _END_TOKENS.finditer(text) if text[: m.start()].strip()]
+    text = _END_TOKENS.sub("", text[: ends[0]] if ends else text)
     text = _CHAT_TOKENS.sub("\n", text)
     text = _ROLE_LINE.sub("", text)
     turn = _NEXT_TURN.search(text)
@@ -78,14 +85,20 @@ def _from_sql_start(text: str) -> str:
 def first_statement(text: str) -> str:
     """Text before the first ';' that is not inside a string or comment."""
     try:
-        tokens = sqlglot.tokenize(text, read="sqlite")
+        end = _statement_end(text)
     except TokenError:
         # Unterminated string or similar: fall back to a plain split, best effort.
         return text.split(";", 1)[0]
-    for tok in tokens:
+    return text if end is None else text[:end]
+
+
+def _statement_end(text: str) -> int | None:
+    """Offset of the first statement-ending ';', None if there is none; TokenError if the
+    text does not tokenize (e.g. a string literal still open)."""
+    for tok in sqlglot.tokenize(text, read="sqlite"):
         if tok.token_type == TokenType.SEMICOLON:
-            return text[: tok.start]
-    return text
+            return tok.start
+    return None
 
 
 def _cut_trailing_prose(text: str) -> str:
@@ -119,14 +132,20 @@ def _is_prose(line: str) -> bool:
 
 
 def sql_complete(text: str) -> bool:
-    """True once generated text holds a finished answer: the query started and then a ';',
-    a closing code fence or a blank line followed. Opening fences and text before the query
-    do not count, so a model that starts with "```sql" or "Here is the query:" keeps going."""
+    """True once generated text holds a finished answer: after SELECT, a ';', a closing code
+    fence or a blank line; in text that starts as SQL (e.g. a "CREATE TABLE ...);" echo of
+    the schema), a ';'. Opening fences and text before the query do not count, so a model that
+    starts with "```sql" or "Here is the query:" keeps going."""
     text = _strip_chat(text)
     start = _SQL_START.search(text)
-    if start is None:
+    if start is not None:
+        tail = text[start.end():]
+        if "```" in tail or "\n\n" in tail.replace("\r", ""):
+            return True
+        text = tail
+    elif not _STATEMENT_START.match(_PREFIX.sub("", _FENCE_MARK.sub("\n", text), count=1)):
         return False
-    tail = text[start.end():]
-    if "```" in tail or "\n\n" in tail.replace("\r", ""):
-        return True
-    return first_statement(tail) != tail
+    try:
+        return _statement_end(_FENCE_MARK.sub("\n", text)) is not None
+    except TokenError:
+        return False  # a string literal is still open, so a ';' so far is inside it

@@ -106,6 +106,20 @@ def _classify(name: str, field: str) -> tuple[str, str]:
     return "hub", name
 
 
+def resolve_tokenizer_source(model_cfg: ModelConfig) -> str:
+    """What AutoTokenizer.from_pretrained loads for model_cfg, without materialising any weights."""
+    kind, source = _classify(model_cfg.name, "model.name")
+    if model_cfg.tokenizer is not None:
+        tok_kind, tok_source = _classify(model_cfg.tokenizer, "model.tokenizer")
+    elif kind == "random":
+        tok_kind, tok_source = "gguf", str(smollm2_gguf())
+    else:
+        tok_kind, tok_source = kind, source
+    if tok_kind == "random":
+        raise ModelSourceError("model.tokenizer: a random-init preset has no tokenizer; name a model or GGUF")
+    return str(_gguf_tokenizer(Path(tok_source), Path(model_cfg.cache_dir))) if tok_kind == "gguf" else tok_source
+
+
 def resolve_model_source(model_cfg: ModelConfig) -> ResolvedModel:
     """Classify model.name (and model.tokenizer), materialise GGUF/random sources, return paths."""
     kind, source = _classify(model_cfg.name, "model.name")
@@ -116,16 +130,7 @@ def resolve_model_source(model_cfg: ModelConfig) -> ResolvedModel:
         path = str(_random_init(source, cache))
     else:
         path = source
-    if model_cfg.tokenizer is not None:
-        tok_kind, tok_source = _classify(model_cfg.tokenizer, "model.tokenizer")
-    elif kind == "random":
-        tok_kind, tok_source = "gguf", str(smollm2_gguf())
-    else:
-        tok_kind, tok_source = kind, source
-    if tok_kind == "random":
-        raise ModelSourceError("model.tokenizer: a random-init preset has no tokenizer; name a model or GGUF")
-    tokenizer = str(_gguf_tokenizer(Path(tok_source), cache)) if tok_kind == "gguf" else tok_source
-    return ResolvedModel(kind=kind, name=model_cfg.name, path=path, tokenizer=tokenizer)
+    return ResolvedModel(kind=kind, name=model_cfg.name, path=path, tokenizer=resolve_tokenizer_source(model_cfg))
 
 
 def with_absolute_paths(model_cfg: ModelConfig) -> ModelConfig:
@@ -250,7 +255,7 @@ def load_tokenizer(model_cfg: ModelConfig):
     """The tokenizer for model_cfg, with a pad token (the EOS token when it has none)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_model_source(model_cfg).tokenizer)
+    tok = AutoTokenizer.from_pretrained(resolve_tokenizer_source(model_cfg))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok

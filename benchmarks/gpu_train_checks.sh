@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# GPU checks of the training stage (issue 5), run on a host with >= 2 GPUs:
+#   1. QLoRA (NF4, bf16 storage) + DeepSpeed ZeRO-2 on 2 GPU workers
+#   2. the same with ZeRO-3
+#   3. resume on GPU: a worker is killed after a checkpoint (SQLTRAIN_FAIL_AT_STEP) and the run resumes
+# Model: a random-init model of a real architecture (MODEL, default random:qwen2.5-0.5b) with the
+# matching tokenizer dir (TOKENIZER); data: the embedded mini benchmark. Logs go to $OUT (or ./gpu-logs).
+set -uo pipefail
+OUT=${OUT:-gpu-logs}; mkdir -p "$OUT"
+MODEL=${MODEL:-random:qwen2.5-0.5b}; TOKENIZER=${TOKENIZER:?tokenizer dir}
+RUN=${RUN:-/tmp/sqltrain-gpu}
+COMMON=(data.exclude=null model.name=$MODEL model.tokenizer=$TOKENIZER model.cache_dir=$RUN/models data.spider_dir=mini
+        linking.cache_dir=$RUN/vi quantization.method=nf4 quantization.quant_storage=bf16 model.dtype=bf16
+        train.use_gpu=true train.num_workers=2 train.cpus_per_worker=4 train.micro_batch_size=16
+        train.max_steps=40 train.log_every=5 train.eval_every=20 train.save_every=20 train.eval_examples=64)
+sqltrain() { python3 -m sqltrain.cli "$@"; }
+sqltrain prepare --config configs/smollm2-gpu.yaml run_dir=$RUN/z2 "${COMMON[@]}" > "$OUT/prepare.log" 2>&1 || { tail -30 "$OUT/prepare.log"; exit 1; }
+cp -r $RUN/z2/data $RUN/z3-data
+for stage in 2 3; do
+  [ $stage = 3 ] && { mkdir -p $RUN/z3 && cp -r $RUN/z3-data $RUN/z3/data; }
+  python3 -m sqltrain.cli train --config configs/smollm2-gpu.yaml run_dir=$RUN/z$stage "${COMMON[@]}" \
+      deepspeed.stage=$stage > "$OUT/train-zero$stage.log" 2>&1
+  echo "ZeRO-$stage exit $?"; grep -E '"step": (5|20|40),' $RUN/z$stage/train/metrics.jsonl | cut -c1-220
+  ls $RUN/z$stage/train/adapter
+done
+mkdir -p $RUN/resume && cp -r $RUN/z3-data $RUN/resume/data
+SQLTRAIN_FAIL_AT_STEP=25 python3 -m sqltrain.cli train --config configs/smollm2-gpu.yaml run_dir=$RUN/resume "${COMMON[@]}" \
+    deepspeed.stage=2 train.max_failures=1 > "$OUT/train-resume.log" 2>&1
+echo "resume exit $?"; python3 - "$RUN/resume/train/metrics.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+print("steps", [r["step"] for r in rows][:3], "...", rows[-1]["step"], "resumed_from", sorted({str(r.get("resumed_from")) for r in rows}))
+PY
+cp $RUN/z2/train/metrics.jsonl "$OUT/metrics-zero2.jsonl"; cp $RUN/z3/train/metrics.jsonl "$OUT/metrics-zero3.jsonl"; cp $RUN/resume/train/metrics.jsonl "$OUT/metrics-resume.jsonl"
+nvidia-smi --query-gpu=name,memory.total --format=csv > "$OUT/gpus.txt"

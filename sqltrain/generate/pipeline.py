@@ -1,0 +1,165 @@
+"""`run_generate`: a split's questions -> predictions.jsonl, on Ray Data actors.
+
+1. The config: with an adapter, the model, quantization, linking and prompt sections come from
+   the adapter dir (`sqltrain_config.yaml`, `prompt.json` written by training), so generation
+   links schemas and renders prompts exactly as training did; data, generate and cluster stay
+   the caller's (which benchmark, how to decode, where to run).
+2. Prompts: `sqltrain.prep.records.prompt_for_example`, the code path of the training records.
+3. Rows sorted by prompt length (longest first), so each batch holds prompts of similar length
+   and little padding; a long batch first also surfaces out-of-memory at once.
+4. Ray Data `map_batches(SQLGenerator)` with an actor pool: one replica per GPU (replicas share
+   the GPUs when generate.num_replicas is larger), CPU actors when there is no GPU.
+5. predictions.jsonl (index, id, db_id, sql, raw) in split order, written atomically, plus a
+   `<name>.meta.json` beside it (model, adapter, timing).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from sqltrain.config import Config, ConfigError, PromptConfig, config_from_dict
+from sqltrain.io import atomic_write_json, atomic_write_jsonl
+
+ADAPTER_SECTIONS = ("model", "quantization", "linking", "prompt", "lora")
+"""Config sections that describe how the adapter was trained; generation must match them."""
+ADAPTER_CONFIG = "sqltrain_config.yaml"
+ADAPTER_PROMPT = "prompt.json"
+
+
+def generation_config(cfg: Config, adapter: str | os.PathLike | None) -> Config:
+    """cfg, with the adapter's training sections (and its prompt.json) when there is an adapter."""
+    if adapter is None:
+        return cfg
+    import yaml
+
+    adir = Path(adapter)
+    for name in ("adapter_config.json", ADAPTER_CONFIG, ADAPTER_PROMPT):
+        if not (adir / name).exists():
+            raise ConfigError(f"adapter dir {adir}: missing {name} (expected a `sqltrain train` adapter)")
+    try:
+        trained = yaml.safe_load((adir / ADAPTER_CONFIG).read_text()) or {}
+        prompt = json.loads((adir / ADAPTER_PROMPT).read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(f"adapter dir {adir}: unreadable config or prompt: {e}") from None
+    merged = cfg.to_dict()
+    for section in ADAPTER_SECTIONS:
+        merged[section] = config_from_dict({section: trained.get(section, {})}).to_dict()[section]
+    merged["model"]["cache_dir"] = cfg.model.cache_dir  # a local path, not a property of the adapter
+    try:
+        merged["prompt"] = PromptConfig.model_validate(prompt).model_dump(mode="json")
+    except ValueError as e:
+        raise ConfigError(f"{adir / ADAPTER_PROMPT}: invalid prompt: {e}") from None
+    return config_from_dict(merged)
+
+
+def default_output(cfg: Config, adapter: str | None, split: str) -> Path:
+    """{run_dir}/predictions/{base|finetuned}.jsonl ({tag}-{split}.jsonl off the eval split)."""
+    tag = "base" if adapter is None else "finetuned"
+    name = tag if split == cfg.data.eval_split else f"{tag}-{split}"
+    return Path(cfg.run_dir) / "predictions" / f"{name}.jsonl"
+
+
+def build_prompt_rows(cfg: Config, split: str) -> list[dict[str, Any]]:
+    """One row per example to generate for: ids, prompt text and its token count."""
+    from sqltrain.data import resolve_benchmark
+    from sqltrain.model.loading import load_tokenizer
+    from sqltrain.prep.records import prompt_for_example
+
+    bench = resolve_benchmark(cfg.data)
+    examples = bench.examples(split, exclude=cfg.data.exclude)
+    limits = [n for n in (cfg.data.limit, cfg.generate.limit) if n is not None]
+    examples = examples[: min(limits)] if limits else examples
+    tokenizer = load_tokenizer(cfg.model)
+    rows = []
+    for ex in examples:
+        text, info = prompt_for_example(ex, bench, cfg, tokenizer)
+        rows.append({"index": ex.index, "id": ex.id, "db_id": ex.db_id, "prompt": text,
+                     "prompt_tokens": info["prompt_tokens"]})
+    rows.sort(key=lambda r: -r["prompt_tokens"])
+    return rows
+
+
+def actor_resources(cfg: Config, cluster: dict[str, float], log=print) -> tuple[int, dict[str, float]]:
+    """(replicas, Ray resources per replica) for a cluster's resources (ray.cluster_resources()).
+
+    With GPUs: one replica per GPU, or generate.num_replicas spread evenly over them when that
+    is more (replicas sharing a GPU overlap one's Python time with another's kernels).
+    Without: generate.num_replicas CPU actors splitting the CPUs."""
+    gpus = math.floor(cluster.get("GPU", 0))
+    if cfg.generate.use_gpu and gpus >= 1:
+        per_gpu = math.ceil(cfg.generate.num_replicas / gpus)  # whole shares, so every replica fits
+        return per_gpu * gpus, {"num_gpus": 1 / per_gpu, "num_cpus": 1}
+    if cfg.generate.use_gpu:
+        log("[sqltrain] generate: generate.use_gpu is set but the cluster has no GPU; generating on CPU")
+    replicas = cfg.generate.num_replicas
+    return replicas, {"num_cpus": max(1, int(cluster.get("CPU", 1)) // replicas)}
+
+
+def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], log=print) -> list[dict[str, Any]]:
+    """Run the actor pool over the (length-sorted) rows; returns prediction rows (any order)."""
+    import ray
+    from tqdm import tqdm
+
+    from sqltrain.generate.engine import SQLGenerator
+    from sqltrain.prep.pipeline import ensure_ray
+
+    ensure_ray(cfg)
+    replicas, resources = actor_resources(cfg, ray.cluster_resources(), log)
+    log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s), each with {resources}")
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False  # one bar below, counting predictions, instead of Ray's per-operator bars
+    bs = cfg.generate.batch_size
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / bs)))
+    ds = ds.map_batches(
+        SQLGenerator, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "adapter": adapter},
+        batch_size=bs, compute=ray.data.ActorPoolStrategy(size=replicas), **resources,
+    )
+    out: list[dict[str, Any]] = []
+    with tqdm(total=len(rows), desc="generate", unit="q", mininterval=1.0) as bar:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+            out += batch.to_dict("records")
+            bar.update(len(batch))
+    return out
+
+
+def _prediction(row: dict[str, Any]) -> dict[str, Any]:
+    return {"index": int(row["index"]), "id": str(row["id"]), "db_id": str(row["db_id"]),
+            "sql": str(row["sql"]), "raw": str(row["raw"])}
+
+
+def run_generate(cfg: Config, adapter: str | None = None, split: str | None = None, out: Path | None = None,
+                 log=print) -> Path:
+    """Generate SQL for every example of `split` (default: data.eval_split) with the base model
+    or base + `adapter`; write predictions.jsonl to `out` (default: see default_output)."""
+    split = split or cfg.data.eval_split
+    adapter = str(Path(adapter).absolute()) if adapter is not None else None
+    gcfg = generation_config(cfg, adapter)
+    if adapter is not None and gcfg.model.name != cfg.model.name:
+        log(f"[sqltrain] generate: the adapter was trained on {gcfg.model.name!r}; using it "
+            f"(config says {cfg.model.name!r})")
+    out = Path(out) if out is not None else default_output(cfg, adapter, split)
+    start = time.perf_counter()
+    rows = build_prompt_rows(gcfg, split)
+    prompt_s = time.perf_counter() - start
+    results = generate_rows(gcfg, adapter, rows, log) if rows else []
+    seconds = time.perf_counter() - start
+    if len(results) != len(rows):
+        raise RuntimeError(f"generation returned {len(results)} predictions for {len(rows)} prompts")
+    results.sort(key=lambda r: int(r["index"]))
+    atomic_write_jsonl(out, [_prediction(r) for r in results])
+    new_tokens = sum(int(r["new_tokens"]) for r in results)
+    atomic_write_json(out.with_suffix(".meta.json"), {
+        "split": split, "n": len(results), "model": gcfg.model.name, "adapter": adapter,
+        "quantization": gcfg.quantization.method, "batch_size": gcfg.generate.batch_size,
+        "max_new_tokens": gcfg.generate.max_new_tokens, "num_replicas": gcfg.generate.num_replicas,
+        "seconds": round(seconds, 2), "prompt_seconds": round(prompt_s, 2),
+        "predictions_per_s": round(len(results) / max(seconds - prompt_s, 1e-9), 3),
+        "new_tokens": new_tokens, "prompt_tokens": sum(int(r["prompt_tokens"]) for r in results),
+    })
+    log(f"[sqltrain] generate: {len(results)} predictions in {seconds:.0f}s -> {out}")
+    return out

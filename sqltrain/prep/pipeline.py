@@ -1,0 +1,275 @@
+"""`sqltrain prepare`: Spider split(s) -> link -> render -> tokenize -> Parquet shards, on Ray Data.
+
+Output, written whole or not at all (a temp dir renamed into place), under ``{run_dir}/data``:
+- ``<split>/*.parquet``: ``input_ids`` and ``labels`` (list<int32>, labels -100 on the prompt),
+  ``length`` (int32), ``id``, ``db_id``, ``hardness``; ``data.num_shards`` files, rows in
+  benchmark order;
+- ``<split>.alpaca.jsonl``: ``{instruction, input, output, explanation}`` per kept example;
+- ``manifest.json``: per split the example count, drops by reason, shards, token length
+  stats and linking stats (table/column recall of the gold SQL, schema tokens kept).
+
+Both splits go through one Ray Data ``map_batches`` over an actor pool, so the tokenizer and
+the per-database linkers load once per actor. Value indexes are built (or found in the
+cache) by the driver first. Re-running with the same config and inputs reuses the output
+(the manifest's fingerprint matches); a changed input reproduces identical shards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from sqltrain import __version__
+from sqltrain.config import Config, config_from_dict
+from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl
+from sqltrain.linking.value_index import file_sha256, load_value_index
+from sqltrain.prep.records import alpaca_record
+from sqltrain.spider.benchmark import Example, SpiderBenchmark
+
+CODE = [Path(__file__).parent, Path(__file__).parents[1] / "linking", Path(__file__).parents[1] / "spider"]
+"""Packages whose source is part of the fingerprint: changed code re-prepares."""
+BATCH_SIZE = 128
+SHARD_SCHEMA = pa.schema([
+    ("input_ids", pa.list_(pa.int32())),
+    ("labels", pa.list_(pa.int32())),
+    ("length", pa.int32()),
+    ("id", pa.string()),
+    ("db_id", pa.string()),
+    ("hardness", pa.string()),
+])
+STAT_FIELDS = ("pruned", "pruned_for_length", "schema_tokens", "full_schema_tokens",
+               "gold_tables", "kept_tables", "gold_columns", "kept_columns")
+ALPACA_FIELDS = ("schema_text", "question", "sql", "explanation")
+
+
+def log(msg: str) -> None:
+    print(f"[sqltrain prepare] {msg}", flush=True)
+
+
+def splits_of(cfg: Config) -> list[str]:
+    return list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
+
+
+def load_examples(bench: SpiderBenchmark, cfg: Config, split: str) -> list[Example]:
+    # Databases are checked by the value index (a missing file just gives no values).
+    examples = bench.examples(split, exclude=cfg.data.exclude, check_db=False)
+    return examples[: cfg.data.limit] if cfg.data.limit is not None else examples
+
+
+def fingerprint(cfg: Config, bench: SpiderBenchmark) -> str:
+    """Hash of what the output depends on: config sections, input files, the code that makes it."""
+    h = hashlib.sha256(json.dumps([__version__, cfg.content_hash("data", "linking", "prompt", "model")]).encode())
+    inputs = [bench.root / "tables.json", *(f for s in splits_of(cfg) for f in bench.split_files(s)), *bench.sqlite_files]
+    if cfg.data.exclude:
+        inputs.append(Path(cfg.data.exclude))
+    for path in inputs:
+        h.update(f"{path.relative_to(bench.root) if path.is_relative_to(bench.root) else path}:{file_sha256(path)}".encode())
+    for path in sorted(p for package in CODE for p in package.glob("*.py")):
+        h.update(f"{path.parent.name}/{path.name}:{file_sha256(path)}".encode())
+    return h.hexdigest()[:20]
+
+
+def build_value_indexes(bench: SpiderBenchmark, cfg: Config, db_ids: set[str]) -> float:
+    """Build (or find cached) the value index of every database used; returns seconds."""
+    start, lk = time.time(), cfg.linking
+    for db_id in sorted(db_ids):
+        load_value_index(bench.db_path(db_id), bench.schemas[db_id], lk.max_values_per_column, lk.sample_values, lk.cache_dir)
+    return time.time() - start
+
+
+class PrepareBatch:
+    """Ray Data actor: examples (pyarrow batch) -> records, one row per example."""
+
+    def __init__(self, cfg_dict: dict, root: str):
+        from sqltrain.model.loading import load_tokenizer
+        from sqltrain.prep.records import RecordBuilder
+
+        cfg = config_from_dict(cfg_dict)
+        self.builder = RecordBuilder(cfg, SpiderBenchmark(root, on_error=cfg.data.on_error), load_tokenizer(cfg.model))
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        records = [self.builder.record(Example(**row)) for row in batch.to_pylist()]
+        columns = {
+            "split": batch["split"],
+            "input_ids": pa.array([r.input_ids for r in records], pa.list_(pa.int32())),
+            "labels": pa.array([r.labels for r in records], pa.list_(pa.int32())),
+            "length": pa.array([len(r.input_ids) for r in records], pa.int32()),
+            "id": pa.array([r.id for r in records], pa.string()),
+            "db_id": pa.array([r.db_id for r in records], pa.string()),
+            "hardness": pa.array([r.hardness for r in records], pa.string()),
+            "dropped": pa.array([r.dropped for r in records], pa.string()),
+        }
+        for name in STAT_FIELDS:
+            columns[name] = pa.array([getattr(r, name) for r in records], pa.bool_() if "pruned" in name else pa.int32())
+        for name in ALPACA_FIELDS:
+            columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
+        return pa.table(columns)
+
+
+def ensure_ray(cfg: Config) -> None:
+    """Join cfg.cluster.address, or start a local Ray with this machine's CPUs (once)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if cfg.cluster.address is None:
+        ray.init(num_cpus=os.cpu_count(), runtime_env=cfg.cluster.runtime_env or None)
+    else:
+        ray.init(address=cfg.cluster.address, runtime_env=cfg.cluster.runtime_env or None)
+
+
+def prepare_dataset(cfg: Config, bench: SpiderBenchmark, examples: dict[str, list[Example]]):
+    """The records of every split as one materialized Ray Dataset (benchmark order kept)."""
+    import ray
+
+    rows = [
+        {"split": e.split, "index": e.index, "db_id": e.db_id, "question": e.question, "query": e.query}
+        for split_examples in examples.values()
+        for e in split_examples
+    ]
+    blocks = max(1, -(-len(rows) // BATCH_SIZE))
+    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds.context.execution_options.preserve_order = True  # shards reproduce row for row
+    workers = max(1, min(int(ray.cluster_resources().get("CPU", 1)), blocks))
+    return ds.map_batches(
+        PrepareBatch,
+        fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "root": str(bench.root)},
+        batch_size=BATCH_SIZE,
+        batch_format="pyarrow",
+        concurrency=workers,
+        num_cpus=1,
+    ).materialize()
+
+
+def _quantiles(lengths: list[int]) -> dict:
+    import numpy as np
+
+    if not lengths:
+        return {"mean": 0, "p50": 0, "p95": 0, "max": 0}
+    a = np.asarray(lengths)
+    return {"mean": round(float(a.mean()), 1), "p50": float(np.percentile(a, 50)),
+            "p95": float(np.percentile(a, 95)), "max": int(a.max())}
+
+
+def split_stats(meta: pa.Table) -> dict:
+    """Counts, drops, token lengths and linking stats of one split's records."""
+    kept = meta.filter(pc.is_null(meta["dropped"]))
+    dropped = meta.filter(pc.is_valid(meta["dropped"]))["dropped"].to_pylist()
+    col = {name: kept[name].to_pylist() for name in STAT_FIELDS}
+    ratios = [k / f for k, f in zip(col["schema_tokens"], col["full_schema_tokens"]) if f]
+    pruned = [r for r, p in zip(ratios, col["pruned"]) if p]
+    linking = {
+        "table_recall": round(sum(col["kept_tables"]) / max(1, sum(col["gold_tables"])), 4),
+        "column_recall": round(sum(col["kept_columns"]) / max(1, sum(col["gold_columns"])), 4),
+        "schema_tokens_kept": round(sum(ratios) / max(1, len(ratios)), 4),
+        "schema_tokens_kept_when_pruned": round(sum(pruned) / max(1, len(pruned)), 4),
+        "pruned": sum(col["pruned"]),
+        "pruned_for_length": sum(col["pruned_for_length"]),
+        "schema_tokens_mean": round(sum(col["schema_tokens"]) / max(1, kept.num_rows), 1),
+    }
+    return {
+        "examples": kept.num_rows,
+        "dropped": {reason: dropped.count(reason) for reason in sorted(set(dropped))},
+        "tokens": _quantiles(kept["length"].to_pylist()),
+        "linking": linking,
+    }
+
+
+def _shard_names():
+    from ray.data.datasource import FilenameProvider
+
+    class ShardNames(FilenameProvider):
+        """part-<task>.parquet: the same names on every run (Ray appends the block index)."""
+
+        def __init__(self):
+            super().__init__(file_format="parquet")
+
+        def get_filename_for_task(self, write_uuid: str, task_index: int) -> str:
+            return f"part-{task_index:05d}.parquet"
+
+    return ShardNames()
+
+
+def write_shards(ds, split: str, dest: Path, num_shards: int) -> list[dict]:
+    """Kept records of `split` -> `num_shards` Parquet files under dest/<split>/."""
+    from ray.data import SaveMode
+
+    def shard_rows(batch: pa.Table) -> pa.Table:
+        keep = pc.and_(pc.equal(batch["split"], split), pc.is_null(batch["dropped"]))
+        return batch.filter(keep).select(SHARD_SCHEMA.names).cast(SHARD_SCHEMA)
+
+    out = dest / split
+    ds.map_batches(shard_rows, batch_format="pyarrow").repartition(num_shards).write_parquet(
+        str(out), filename_provider=_shard_names(), mode=SaveMode.OVERWRITE
+    )
+    import pyarrow.parquet as pq
+
+    files = sorted(out.glob("*.parquet")) if out.exists() else []
+    return [{"file": f"{split}/{f.name}", "rows": pq.ParquetFile(f).metadata.num_rows} for f in files]
+
+
+def _reusable(out: Path, fp: str) -> bool:
+    try:
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    files = [s["file"] for split in manifest.get("splits", {}).values() for s in split.get("shards", [])]
+    return manifest.get("fingerprint") == fp and all((out / f).exists() for f in files)
+
+
+def manifest_head(cfg: Config, bench: SpiderBenchmark, fp: str) -> dict:
+    """What the manifest says besides the per-split stats (no timestamps: reruns reproduce it)."""
+    return {
+        "fingerprint": fp,
+        "benchmark": str(bench.root),
+        "model": cfg.model.name,
+        "format": cfg.linking.format,
+        "token_budget": cfg.linking.token_budget if cfg.linking.prune else None,
+        "max_seq_len": cfg.prompt.max_seq_len,
+        "columns": SHARD_SCHEMA.names,
+        "skipped_records": dict(sorted(bench.skipped.items())),  # malformed records (data.on_error=skip)
+        "splits": {},
+    }
+
+
+def run_prepare(cfg: Config, force: bool = False) -> Path:
+    """Prepare the train and eval splits into {run_dir}/data; returns that directory."""
+    import ray
+
+    from sqltrain.data import resolve_benchmark
+
+    out = Path(cfg.run_dir) / "data"
+    bench = resolve_benchmark(cfg.data)
+    fp = fingerprint(cfg, bench)
+    if not force and _reusable(out, fp):
+        log(f"{out} is up to date (fingerprint {fp}); reusing it")
+        return out
+    examples = {split: load_examples(bench, cfg, split) for split in splits_of(cfg)}
+    seconds = build_value_indexes(bench, cfg, {e.db_id for ex in examples.values() for e in ex})
+    log(f"value indexes ready in {seconds:.1f}s ({cfg.linking.cache_dir})")
+    ensure_ray(cfg)
+    start = time.time()
+    ds = prepare_dataset(cfg, bench, examples)
+    # The blocks are materialized already: fetch them as they are (a projection would be a new job).
+    meta = pa.concat_tables(ray.get(ds.to_arrow_refs())).drop_columns(["input_ids", "labels"])
+    log(f"{meta.num_rows} examples linked, rendered and tokenized in {time.time() - start:.1f}s")
+    manifest = manifest_head(cfg, bench, fp)
+    with atomic_dir(out) as tmp:
+        for split in examples:
+            part = meta.filter(pc.equal(meta["split"], split))
+            stats = split_stats(part)
+            stats["shards"] = write_shards(ds, split, tmp, cfg.data.num_shards)
+            stats["alpaca"] = f"{split}.alpaca.jsonl"
+            kept = part.filter(pc.is_null(part["dropped"])).select(list(ALPACA_FIELDS)).to_pylist()
+            atomic_write_jsonl(tmp / stats["alpaca"], (alpaca_record(**r) for r in kept))
+            manifest["splits"][split] = stats
+            log(f"{split}: {stats['examples']} examples, dropped {stats['dropped']}, linking {stats['linking']}")
+        atomic_write_json(tmp / "manifest.json", manifest)
+    log(f"wrote {out} in {time.time() - start:.1f}s")
+    return out

@@ -1,0 +1,219 @@
+"""Compare two evaluations of the same split example by example ("before vs after").
+
+Each side is an evaluation dir (`sqltrain evaluate` output: summary.json + records.jsonl).
+Scores are recomputed from the records on the examples both sides share, so the two columns
+always count the same questions. Examples are paired, so the significance of the EX change is
+McNemar's exact test on the discordant pairs (fixed vs broken), not two separate accuracies.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from math import comb
+from pathlib import Path
+from typing import Any
+
+from sqltrain.io import atomic_write_json, atomic_write_text, read_jsonl
+
+HARDNESS_ORDER = ("easy", "medium", "hard", "extra")
+RECORD_FIELDS = ("index", "correct", "exact_match")
+
+
+class CompareError(ValueError):
+    """The evaluation dirs cannot be compared; the message names the file and field."""
+
+
+def load_records(eval_dir: str | Path) -> dict[int, dict[str, Any]]:
+    """records.jsonl of an evaluation dir keyed by example index, validated."""
+    path = Path(eval_dir) / "records.jsonl"
+    if not path.exists():
+        raise CompareError(f"{path}: missing (is {eval_dir} an evaluation dir?)")
+    try:
+        rows = read_jsonl(path)
+    except json.JSONDecodeError as e:
+        raise CompareError(f"{path}: malformed JSON line: {e}") from None
+    out: dict[int, dict[str, Any]] = {}
+    for i, rec in enumerate(rows):
+        for field in RECORD_FIELDS:
+            if field not in rec:
+                raise CompareError(f"{path}: record {i}: missing field '{field}'")
+        if rec["index"] in out:
+            raise CompareError(f"{path}: record {i}: duplicate index {rec['index']}")
+        out[rec["index"]] = rec
+    return out
+
+
+def mcnemar_p(fixed: int, broken: int) -> float:
+    """Two-sided exact McNemar p-value: discordant pairs under H0 are Binomial(n, 1/2)."""
+    n = fixed + broken
+    if n == 0:
+        return 1.0
+    tail = sum(comb(n, k) for k in range(min(fixed, broken) + 1))
+    return min(1.0, 2 * tail / 2**n)
+
+
+def _scores(recs: list[dict[str, Any]]) -> dict[str, float | int]:
+    n = len(recs)
+    ex = sum(bool(r["correct"]) for r in recs)
+    em = sum(bool(r["exact_match"]) for r in recs)
+    return {"n": n, "ex": ex / n if n else 0.0, "exact_match": em / n if n else 0.0}
+
+
+def _side_by_side(a: list[dict], b: list[dict]) -> dict[str, Any]:
+    sa, sb = _scores(a), _scores(b)
+    return {
+        "n": sa["n"],
+        "ex_a": sa["ex"], "ex_b": sb["ex"], "ex_delta": sb["ex"] - sa["ex"],
+        "exact_match_a": sa["exact_match"], "exact_match_b": sb["exact_match"],
+        "exact_match_delta": sb["exact_match"] - sa["exact_match"],
+    }
+
+
+def _check_same_split(ra: dict, rb: dict, shared: list[int], dir_a: Path, dir_b: Path) -> None:
+    if not shared:
+        raise CompareError(f"{dir_a} and {dir_b} share no example index: not the same split")
+    for i in shared:
+        ga, gb = ra[i].get("gold"), rb[i].get("gold")
+        if ga is not None and gb is not None and ga != gb:
+            raise CompareError(
+                f"{dir_a} and {dir_b}: example {i} has different gold SQL ({ga!r} vs {gb!r}): not the same split"
+            )
+
+
+def _by_level(recs: list[dict]) -> dict[str, list[int]]:
+    """Positions of the records per hardness level, levels in Spider's order."""
+    groups: dict[str, list[int]] = {}
+    for k, r in enumerate(recs):
+        groups.setdefault(r.get("hardness") or "unknown", []).append(k)
+    order = [h for h in HARDNESS_ORDER if h in groups] + sorted(set(groups) - set(HARDNESS_ORDER))
+    return {h: groups[h] for h in order}
+
+
+def _example(ra: dict, rb: dict) -> dict[str, Any]:
+    return {
+        "index": ra["index"], "id": ra.get("id"), "db_id": ra.get("db_id"),
+        "hardness": ra.get("hardness"), "question": ra.get("question") or rb.get("question"),
+        "gold": ra.get("gold"), "pred_a": ra.get("pred"), "pred_b": rb.get("pred"),
+        "error_a": ra.get("error"), "error_b": rb.get("error"),
+    }
+
+
+NO_ERROR = "no error"
+
+
+def _error_shifts(a: list[dict], b: list[dict]) -> dict[str, Any]:
+    ca = Counter(r.get("error") or NO_ERROR for r in a)
+    cb = Counter(r.get("error") or NO_ERROR for r in b)
+    kinds = sorted(set(ca) | set(cb), key=lambda k: (-(ca[k] + cb[k]), k))
+    moves = Counter(
+        f"{x.get('error') or NO_ERROR} -> {y.get('error') or NO_ERROR}"
+        for x, y in zip(a, b) if (x.get("error") or NO_ERROR) != (y.get("error") or NO_ERROR)
+    )
+    return {
+        "counts": {k: {"a": ca[k], "b": cb[k], "delta": cb[k] - ca[k]} for k in kinds},
+        "transitions": dict(moves.most_common()),
+    }
+
+
+def compare(
+    eval_dir_a: str | Path, eval_dir_b: str | Path, labels: tuple[str, str] | None = None,
+    sample: int = 5, seed: int = 0,
+) -> dict[str, Any]:
+    """Paired comparison of two evaluations of one split (A = before, B = after)."""
+    dir_a, dir_b = Path(eval_dir_a), Path(eval_dir_b)
+    ra, rb = load_records(dir_a), load_records(dir_b)
+    shared = sorted(set(ra) & set(rb))
+    _check_same_split(ra, rb, shared, dir_a, dir_b)
+    a, b = [ra[i] for i in shared], [rb[i] for i in shared]
+    by_hardness = {h: _side_by_side([a[k] for k in ks], [b[k] for k in ks]) for h, ks in _by_level(a).items()}
+    fixed = [_example(x, y) for x, y in zip(a, b) if not x["correct"] and y["correct"]]
+    broken = [_example(x, y) for x, y in zip(a, b) if x["correct"] and not y["correct"]]
+    rng = random.Random(seed)
+    pick = lambda xs: sorted(rng.sample(xs, min(sample, len(xs))), key=lambda e: e["index"])  # noqa: E731
+    return {
+        "a": {"label": labels[0] if labels else dir_a.name, "dir": str(dir_a.absolute()), "n_records": len(ra)},
+        "b": {"label": labels[1] if labels else dir_b.name, "dir": str(dir_b.absolute()), "n_records": len(rb)},
+        "n": len(shared),
+        "only_a": len(set(ra) - set(rb)),
+        "only_b": len(set(rb) - set(ra)),
+        "overall": _side_by_side(a, b),
+        "by_hardness": by_hardness,
+        "fixed": len(fixed),
+        "broken": len(broken),
+        "both_correct": sum(bool(x["correct"] and y["correct"]) for x, y in zip(a, b)),
+        "both_wrong": sum(bool(not x["correct"] and not y["correct"]) for x, y in zip(a, b)),
+        "mcnemar_p": mcnemar_p(len(fixed), len(broken)),
+        "errors": _error_shifts(a, b),
+        "samples": {"fixed": pick(fixed), "broken": pick(broken)},
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _delta(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _code(sql: str | None) -> str:
+    return "`" + " ".join(str(sql).split()).replace("`", "'").replace("|", "\\|") + "`" if sql else "—"
+
+
+def compare_markdown(result: dict[str, Any], level: int = 2) -> str:
+    """The comparison as a markdown section (tables of scores, changes, error shifts, samples)
+    whose heading has the given level."""
+    la, lb = result["a"]["label"], result["b"]["label"]
+    h, sub = "#" * level, "#" * (level + 1)
+    unshared = f" ({result['only_a']} only in {la}, {result['only_b']} only in {lb}, left out)"
+    lines = [
+        f"{h} {la} vs {lb}", "",
+        f"{result['n']} shared examples{unshared if result['only_a'] or result['only_b'] else ''}. "
+        "Percentages; Δ in points.", "",
+        f"| hardness | n | EX {la} | EX {lb} | Δ EX | EM {la} | EM {lb} | Δ EM |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = [("**all**", result["overall"])] + list(result["by_hardness"].items())
+    for name, s in rows:
+        lines.append(
+            f"| {name} | {s['n']} | {_pct(s['ex_a'])} | {_pct(s['ex_b'])} | {_delta(s['ex_delta'])} | "
+            f"{_pct(s['exact_match_a'])} | {_pct(s['exact_match_b'])} | {_delta(s['exact_match_delta'])} |"
+        )
+    lines += [
+        "", f"Fixed (wrong in {la}, right in {lb}): **{result['fixed']}**; broken (right in {la}, wrong in {lb}): "
+        f"**{result['broken']}**; both right: {result['both_correct']}; both wrong: {result['both_wrong']}. "
+        f"McNemar exact p = {result['mcnemar_p']:.3g}.", "",
+        f"{sub} Error types", "", f"| error | {la} | {lb} | Δ |", "|---|---:|---:|---:|",
+    ]
+    for kind, c in result["errors"]["counts"].items():
+        lines.append(f"| {kind} | {c['a']} | {c['b']} | {c['delta']:+d} |")
+    if result["errors"]["transitions"]:
+        lines += ["", "Most common changes: " + ", ".join(
+            f"{k} ({v})" for k, v in list(result["errors"]["transitions"].items())[:8])]
+    for kind in ("fixed", "broken"):
+        lines += ["", f"{sub} Sample of {kind} examples", ""]
+        for e in result["samples"][kind] or []:
+            question = f": {e['question']}" if e["question"] else ""
+            lines += [
+                f"- **{e['id'] or e['index']}** ({e['db_id']}, {e['hardness']}){question}",
+                f"  - gold: {_code(e['gold'])}",
+                f"  - {la}: {_code(e['pred_a'])}" + (f" — {e['error_a']}" if e["error_a"] else ""),
+                f"  - {lb}: {_code(e['pred_b'])}" + (f" — {e['error_b']}" if e["error_b"] else ""),
+            ]
+        if not result["samples"][kind]:
+            lines.append("none")
+    return "\n".join(lines) + "\n"
+
+
+def write_compare(
+    eval_dir_a: str | Path, eval_dir_b: str | Path, out_dir: str | Path, labels: tuple[str, str] | None = None,
+    sample: int = 5,
+) -> dict[str, Any]:
+    """Compare two evaluation dirs and write out_dir/compare.json + compare.md (atomically)."""
+    result = compare(eval_dir_a, eval_dir_b, labels=labels, sample=sample)
+    out = Path(out_dir)
+    atomic_write_json(out / "compare.json", result)
+    atomic_write_text(out / "compare.md", "# Comparison\n\n" + compare_markdown(result))
+    return result

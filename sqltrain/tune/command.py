@@ -1,0 +1,58 @@
+"""`sqltrain tune --config FILE [key.sub=value ...]`: hyperparameter search with Ray Tune.
+
+Samples tune.num_samples trials from tune.search_space (dotted config keys, e.g. train.lr or
+lora.r, each {choice|uniform|loguniform|randint: args}); each trial trains like `sqltrain train`
+on the prepared shards of {run_dir}/data (run `sqltrain prepare` with this config first) and
+writes {run_dir}/tune/<trial_id>/train/. tune.scheduler asha stops trials whose dev loss trails.
+Writes {run_dir}/tune/results.json (every trial's values, metric and adapter) and prints the best.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "tune",
+        help="hyperparameter search with Ray Tune",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", required=True, help="experiment YAML with a tune section (see configs/tune-*.yaml)")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. tune.num_samples=8 tune.scheduler=fifo")
+    p.set_defaults(func=handle)
+
+
+def _print_summary(summary: dict, results_path) -> None:
+    metric = summary["metric"]
+    print(f"\n{'trial':<14}{metric:>12}{'step':>7}  {'status':<14}values")
+    for t in summary["trials"]:
+        value = "-" if t["metric"] is None else f"{t['metric']:.4f}"
+        values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items())
+        print(f"{t['trial_id']:<14}{value:>12}{t['step'] or '-':>7}  {t['status']:<14}{values}")
+    best = summary["best"]
+    if best is not None:
+        print(f"\nbest: {best['trial_id']} {metric}={best['metric']:.4f} ({summary['mode']})")
+        print(f"adapter: {best['adapter_dir']}")
+    print(f"results: {results_path}")
+
+
+def handle(args: argparse.Namespace) -> int:
+    from sqltrain.config import ConfigError, load_config
+    from sqltrain.train.data import ShardError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        from sqltrain.tune.tuner import run_tune, tune_dir
+
+        summary = run_tune(cfg)
+    except (ConfigError, ShardError) as e:
+        print(f"sqltrain tune: {e}", file=sys.stderr)
+        return 2
+    _print_summary(summary, tune_dir(cfg) / "results.json")
+    if summary["best"] is None:
+        print("sqltrain tune: no trial completed (see the errors above and in results.json)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,174 @@
+"""Hyperparameter search: Tuner -> trial driver function -> TorchTrainer -> worker loop.
+
+Each Tune trial runs `run_trial`, a plain driver function: it applies the sampled values to the
+base config, gives the trial its own run_dir ({run_dir}/tune/<trial_id>, whose data/ links to the
+base run's prepared shards) and calls the training driver `run_training`, which builds and fits
+the trial's TorchTrainer. Dev-loss reports flow from the Train run to Tune as they happen (so
+ASHA can stop a trial early); the trial ends with one report carrying the final metric and the
+adapter path. The Tuner never wraps a trainer directly (the Ray Train V2 composition).
+
+Outputs: {run_dir}/tune/<trial_id>/train/ per trial (as `sqltrain train` writes), Tune's own
+experiment folder under {run_dir}/tune/ (or cluster.storage_path), and
+{run_dir}/tune/results.json: every trial's sampled config, metric, status and adapter path, plus
+the best trial.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from sqltrain.config import Config, ConfigError
+from sqltrain.io import atomic_write_json
+from sqltrain.tune.search import (
+    DRIVER_CPUS, make_scheduler, max_concurrency, parse_search_space, to_tune_space, with_values,
+)
+
+
+def tune_dir(cfg: Config) -> Path:
+    return Path(cfg.run_dir) / "tune"
+
+
+class DevReports(TuneReportCallback):
+    """Forwards to Tune only the Train reports that carry the tuned metric (the dev loss is
+    computed at eval steps; log-only reports lack it, and Tune rejects results without it)."""
+
+    def __init__(self, metric: str):
+        super().__init__()
+        self.metric = metric
+
+    def after_report(self, run_context, metrics, checkpoint) -> None:
+        if self.metric in metrics[0]:
+            super().after_report(run_context, metrics, checkpoint)
+
+
+def trial_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: str) -> Config:
+    """The base config with the trial's sampled values, writing under {run_dir}/tune/<trial_id>."""
+    return with_values(base, {**sampled, "run_dir": f"{base['run_dir']}/tune/{trial_id}"})
+
+
+def _share_data(base_run_dir: str, trial_run_dir: str) -> None:
+    """Trials train on the base run's shards: {trial}/data is a link to {base}/data."""
+    link = Path(trial_run_dir) / "data"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        os.symlink(Path(base_run_dir) / "data", link, target_is_directory=True)
+
+
+def run_trial(sampled: dict[str, Any], base: dict[str, Any]) -> None:
+    """One Tune trial (runs in a Tune actor): train with the sampled values, report the result."""
+    import ray.tune
+
+    from sqltrain.train.driver import run_training
+
+    cfg = trial_config(base, sampled, ray.tune.get_context().get_trial_id())
+    _share_data(base["run_dir"], cfg.run_dir)
+    metric = cfg.tune.metric
+    result = run_training(cfg, callbacks=[DevReports(metric)])
+    if metric not in result.metrics:
+        reported = ", ".join(sorted(result.metrics))
+        raise ConfigError(f"tune.metric={metric!r} is not a training metric; the last report has: {reported}")
+    ray.tune.report({
+        metric: result.metrics[metric], "step": result.metrics["step"], "adapter_dir": result.adapter_dir,
+        "best_checkpoint_dir": result.best_checkpoint_dir, "run_dir": cfg.run_dir,
+    })
+
+
+def build_tuner(cfg: Config, concurrency: int):
+    """The Tuner over cfg.tune.search_space; each trial is run_trial on a copy of cfg."""
+    from ray import tune
+
+    params = parse_search_space(cfg.tune.search_space, cfg)
+    trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.to_dict()), {"CPU": DRIVER_CPUS})
+    return tune.Tuner(
+        trainable,
+        param_space=to_tune_space(params),
+        tune_config=tune.TuneConfig(
+            metric=cfg.tune.metric, mode=cfg.tune.mode, num_samples=cfg.tune.num_samples,
+            max_concurrent_trials=concurrency, scheduler=make_scheduler(cfg),
+        ),
+        # Shared storage when configured (multi-node); the trials' own outputs stay in run_dir.
+        run_config=tune.RunConfig(storage_path=cfg.cluster.storage_path or str(tune_dir(cfg))),
+    )
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b")
+_TRIAL_ID = re.compile(r"[0-9a-f]{5}_\d{5}")  # Tune's trial ids: experiment hash _ trial number
+
+
+def _error_line(error: BaseException) -> str:
+    """The innermost exception line of a trial's (long, colored) Ray error; the whole error is in
+    the trial's folder of the Tune experiment."""
+    lines = [ln.strip() for ln in _ANSI.sub("", str(error)).splitlines() if ln.strip()]
+    named = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    return (named or lines or [type(error).__name__])[-1]
+
+
+def _status(result, metric: str) -> str:
+    if result.error:
+        return "error"
+    if metric not in (result.metrics or {}):
+        return "no result"  # interrupted before its first dev evaluation
+    # Only a trial that ran to its end makes the final report carrying the adapter path.
+    return "completed" if "adapter_dir" in result.metrics else "stopped early"
+
+
+def trial_record(result, cfg: Config) -> dict[str, Any]:
+    """One trial of the ResultGrid as results.json lists it."""
+    m = result.metrics or {}
+    trial_id = m.get("trial_id") or _TRIAL_ID.search(Path(result.path).name).group(0)
+    return {
+        "trial_id": trial_id,
+        "config": {k: (v.item() if hasattr(v, "item") else v) for k, v in (result.config or {}).items()},
+        "metric": m.get(cfg.tune.metric),
+        "step": m.get("step"),
+        "status": _status(result, cfg.tune.metric),
+        "run_dir": f"{cfg.run_dir}/tune/{trial_id}",
+        "adapter_dir": m.get("adapter_dir"),
+        "checkpoint": m.get("best_checkpoint_dir") or m.get("checkpoint_path"),
+        "error": _error_line(result.error) if result.error else None,
+    }
+
+
+def summarize(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> dict[str, Any]:
+    """results.json: completed trials best first, then the others by their last metric; the best
+    is the best completed trial (one with an adapter), None when no trial completed."""
+    sign = 1 if cfg.tune.mode == "min" else -1
+
+    def rank(t: dict[str, Any]) -> tuple:
+        return (t["status"] != "completed", t["metric"] is None, sign * (t["metric"] or 0.0))
+
+    ordered = sorted(trials, key=rank)
+    best = ordered[0] if ordered and ordered[0]["status"] == "completed" else None
+    return {"metric": cfg.tune.metric, "mode": cfg.tune.mode, "experiment_path": experiment_path,
+            "best": best, "trials": ordered}
+
+
+def _check_shards(cfg: Config) -> None:
+    """Fail before Ray starts when the base run has no prepared shards."""
+    from sqltrain.train.data import inspect_split
+
+    for split in (cfg.data.train_split, cfg.data.eval_split):
+        inspect_split(cfg.run_dir, split)
+
+
+def run_tune(cfg: Config, log=print) -> dict[str, Any]:
+    """Search cfg.tune.search_space; write and return {run_dir}/tune/results.json's content
+    (its "best" is None when no trial completed)."""
+    import ray
+
+    parse_search_space(cfg.tune.search_space, cfg)
+    _check_shards(cfg)
+    if not ray.is_initialized():
+        ray.init(address=cfg.cluster.address, runtime_env=cfg.cluster.runtime_env or None)
+    concurrency, why = max_concurrency(cfg, ray.cluster_resources())
+    log(f"[sqltrain] tune: {cfg.tune.num_samples} trial(s), {cfg.tune.scheduler}, {why}")
+    grid = build_tuner(cfg, concurrency).fit()
+    summary = summarize([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
+    atomic_write_json(tune_dir(cfg) / "results.json", summary)
+    return summary

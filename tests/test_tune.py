@@ -1,0 +1,193 @@
+"""Tune: search-space checks (fast, no Ray), concurrency caps, and a real 2-trial search on the
+mini benchmark (Tuner -> driver function -> TorchTrainer with one CPU worker per trial)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqltrain.config import ConfigError, load_config
+from sqltrain.tune.search import max_concurrency, parse_search_space, with_values
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_shards import write_shards  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse(space: dict):
+    return parse_search_space(space, load_config(None))
+
+
+# --- search space ---------------------------------------------------------------------------
+
+
+def test_search_space_parses_all_distributions():
+    params = parse({
+        "train.lr": {"loguniform": [1e-5, 1e-3]}, "lora.r": {"choice": [8, 16]},
+        "lora.dropout": {"uniform": [0, 0.2]}, "train.grad_accum": {"randint": [1, 5]},
+    })
+    assert [(p.key, p.distribution, p.args) for p in params] == [
+        ("train.lr", "loguniform", (1e-5, 1e-3)), ("lora.r", "choice", (8, 16)),
+        ("lora.dropout", "uniform", (0.0, 0.2)), ("train.grad_accum", "randint", (1, 5)),
+    ]
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"train.lr": {"gaussian": [0, 1]}}, r"tune.search_space\['train.lr'\]: unknown distribution 'gaussian'"),
+    ({"train.learning_rate": {"choice": [1e-4]}}, r"'train.learning_rate' is not a config field; train has: .*lr"),
+    ({"optim.lr": {"choice": [1e-4]}}, r"'optim.lr' is not a config field; sections: run_dir, data"),
+    ({"train.lr.x": {"choice": [1]}}, r"'train.lr.x' is not a config field"),
+    ({"run_dir": {"choice": ["a"]}}, r"run_dir cannot vary between trials"),
+    ({"linking.token_budget": {"choice": [256, 512]}}, r"linking cannot vary between trials .*prepared shards"),
+    ({"train.lr": {"choice": [1e-4], "uniform": [0, 1]}}, r"expected one \{distribution: args\}"),
+    ({"train.lr": {"choice": []}}, r"\['train.lr'\].choice: expected a non-empty list"),
+    ({"train.lr": {"uniform": [1e-3, 1e-4]}}, r"low must be below high"),
+    ({"train.lr": {"loguniform": [0, 1e-3]}}, r"bounds must be > 0"),
+    ({"train.lr": {"uniform": [1e-4]}}, r"expected \[low, high\] numbers"),
+    ({"train.grad_accum": {"randint": [1.5, 4]}}, r"bounds must be integers"),
+    ({"lora.r": {"uniform": [4, 32]}}, r"\['lora.r'\].uniform: lora.r rejects 4.0"),
+    ({"deepspeed.stage": {"choice": [2, 4]}}, r"deepspeed.stage rejects 4: .*ZeRO stage must be"),
+    ({}, r"tune.search_space is empty"),
+])
+def test_bad_search_space_names_the_key(space, message):
+    with pytest.raises(ConfigError, match=message):
+        parse(space)
+
+
+def test_sampled_values_keep_their_types():
+    base = load_config(None).to_dict()
+    cfg = with_values(base, {"train.lr": 5e-05, "lora.r": 32, "lora.target_modules": ["q_proj"]})
+    assert cfg.train.lr == 5e-05 and cfg.lora.r == 32 and cfg.lora.target_modules == ["q_proj"]
+    assert base["lora"]["r"] == 16  # the base is not modified
+
+
+def test_concurrency_is_capped_by_gpus_per_trial_and_by_cpus():
+    gpu = load_config(None, ["train.use_gpu=true", "train.num_workers=2", "tune.num_samples=8",
+                             "tune.max_concurrent_trials=8"])
+    assert max_concurrency(gpu, {"CPU": 64.0, "GPU": 8.0})[0] == 4
+    assert max_concurrency(gpu, {"CPU": 64.0, "GPU": 3.0})[0] == 1
+    n, why = max_concurrency(gpu, {"CPU": 8.0})  # autoscaling cluster before any GPU node is up
+    assert n == 1 and "0 GPU" in why
+    cpu = load_config(None, ["train.num_workers=2", "train.cpus_per_worker=0.5", "tune.num_samples=8",
+                             "tune.max_concurrent_trials=8"])
+    assert max_concurrency(cpu, {"CPU": 2.0})[0] == 1  # one CPU stays free for Ray Data
+    assert max_concurrency(cpu, {"CPU": 16.0})[0] == 8  # 15 / 1.25 = 12 fit; 8 wanted
+    few = load_config(None, ["tune.num_samples=2", "tune.max_concurrent_trials=8"])
+    assert max_concurrency(few, {"CPU": 64.0})[0] == 2
+
+
+def test_tune_quickstart_config_is_valid():
+    cfg = load_config(REPO / "configs" / "tune-quickstart.yaml")
+    assert cfg.data.spider_dir == "mini" and not cfg.train.use_gpu
+    assert parse_search_space(cfg.tune.search_space, cfg)
+
+
+def test_tune_cli_reports_bad_search_space_with_exit_code_2(tmp_path, capsys):
+    import argparse
+
+    from sqltrain.tune.command import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"run_dir: {tmp_path / 'run'}\ntune:\n  search_space:\n    train.lr: {{normal: [0, 1]}}\n")
+    args = parser.parse_args(["tune", "--config", str(cfg_file)])
+    assert args.func(args) == 2
+    assert "unknown distribution 'normal'" in capsys.readouterr().err
+
+
+def test_best_is_the_best_completed_trial_and_errors_read_in_one_line():
+    from sqltrain.tune.tuner import _error_line, summarize
+
+    def trial(tid, metric, status):
+        return {"trial_id": tid, "metric": metric, "status": status}
+
+    trials = [trial("a", 0.9, "completed"), trial("b", 0.5, "error"), trial("c", 0.7, "completed"),
+              trial("d", None, "no result"), trial("e", 0.6, "stopped early")]
+    low = summarize(trials, load_config(None, ["tune.mode=min"]), "/x")
+    assert low["best"]["trial_id"] == "c" and [t["trial_id"] for t in low["trials"]] == ["c", "a", "b", "e", "d"]
+    assert summarize(trials, load_config(None, ["tune.mode=max"]), "/x")["best"]["trial_id"] == "a"
+    assert summarize(trials[1:2], load_config(None), "/x")["best"] is None
+    err = RuntimeError("\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\n  File x\n"
+                       "ray.train.WorkerGroupError: Training failed due to worker errors:\n  detail")
+    assert _error_line(err) == "ray.train.WorkerGroupError: Training failed due to worker errors:"
+
+
+# --- a real search: 2 trials, 1 CPU worker each ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, mini_dir):
+    import ray
+
+    from sqltrain.model.loading import load_tokenizer
+    from sqltrain.spider.benchmark import SpiderBenchmark
+    from sqltrain.tune.tuner import run_tune
+
+    run = tmp_path_factory.mktemp("tune") / "run"
+    cache = tmp_path_factory.getbasetemp() / "model-cache"  # shared with test_model / test_train
+    cache.mkdir(exist_ok=True)
+    cfg = load_config(None, [
+        f"run_dir={run}", f"model.cache_dir={cache}", "model.name=random:tiny", "quantization.method=none",
+        "model.gradient_checkpointing=false", "train.num_workers=1", "train.cpus_per_worker=0.5",
+        "train.micro_batch_size=4", "train.max_steps=4", "train.log_every=1", "train.eval_every=2",
+        "train.save_every=4", "train.eval_examples=16", "deepspeed.stage=2", "deepspeed.bucket_size=1000000",
+        "tune.num_samples=2", "tune.scheduler=fifo", "tune.max_concurrent_trials=2",
+        'tune.search_space={"train.lr": {"choice": [1.0e-2, 1.0e-4]}, "lora.r": {"randint": [4, 9]}}',
+    ])
+    bench = SpiderBenchmark(mini_dir)
+    write_shards(run, bench, load_tokenizer(cfg.model),
+                 {"train": bench.examples("train")[:32], "dev": bench.examples("dev")[:16]})
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield cfg, run_tune(cfg)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@pytest.mark.slow
+def test_search_runs_two_trials_and_writes_results(search):
+    cfg, summary = search
+    on_disk = json.loads((Path(cfg.run_dir) / "tune" / "results.json").read_text())
+    assert on_disk == summary
+    trials = summary["trials"]
+    assert len(trials) == 2 and len({t["trial_id"] for t in trials}) == 2
+    for t in trials:
+        assert t["status"] == "completed" and t["step"] == 4
+        assert t["config"]["train.lr"] in (1e-2, 1e-4) and 4 <= t["config"]["lora.r"] < 9
+        adapter = Path(t["adapter_dir"])
+        assert adapter == Path(cfg.run_dir) / "tune" / t["trial_id"] / "train" / "adapter"
+        assert (adapter / "adapter_model.safetensors").exists()
+        saved = load_config(adapter / "sqltrain_config.yaml")
+        assert saved.lora.r == t["config"]["lora.r"] and saved.train.lr == t["config"]["train.lr"]
+    assert summary["best"] == min(trials, key=lambda t: t["metric"])
+
+
+@pytest.mark.slow
+def test_each_trial_reports_its_own_dev_loss(search):
+    cfg, summary = search
+    for t in summary["trials"]:
+        metrics = Path(cfg.run_dir) / "tune" / t["trial_id"] / "train" / "metrics.jsonl"
+        rows = [json.loads(line) for line in metrics.open()]
+        assert [r["step"] for r in rows] == [1, 2, 3, 4]
+        assert rows[-1]["dev_loss"] == pytest.approx(t["metric"])
+
+
+@pytest.mark.slow
+def test_dev_losses_reach_tune_while_training(search):
+    """Tune sees every dev-loss report as it happens (what ASHA decides on), then the final one;
+    the log-only reports (no dev_loss) are not forwarded."""
+    cfg, summary = search
+    results = Path(summary["experiment_path"]).glob("*/result.json")
+    rows_by_trial = [[json.loads(line) for line in p.open()] for p in results]
+    assert len(rows_by_trial) == 2
+    for rows in rows_by_trial:
+        assert [r["step"] for r in rows] == [2, 4, 4]
+        assert all("dev_loss" in r for r in rows) and "adapter_dir" in rows[-1]
