@@ -181,7 +181,8 @@ class TuneConfig(Section):
 
 class ClusterConfig(Section):
     address: str | None = None
-    """Ray address; None = start or join a local Ray."""
+    """Ray address ("auto" joins a cluster started with `ray start`); None = $RAY_ADDRESS if set
+    (as inside `ray job submit`), else a fresh local Ray on this machine."""
     storage_path: str | None = None
     """Run storage shared by all nodes (e.g. s3://bucket/runs); None = run_dir."""
     runtime_env: dict[str, Any] = Field(default_factory=dict)

@@ -144,7 +144,7 @@ def search(tmp_path_factory, mini_dir):
                  {"train": bench.examples("train")[:32], "dev": bench.examples("dev")[:16]})
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         yield cfg, run_tune(cfg)
     finally:

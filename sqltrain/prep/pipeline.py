@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -114,14 +113,9 @@ class PrepareBatch:
 
 def ensure_ray(cfg: Config) -> None:
     """Join cfg.cluster.address, or start a local Ray with this machine's CPUs (once)."""
-    import ray
+    from sqltrain.raycluster import ensure_ray as _ensure
 
-    if ray.is_initialized():
-        return
-    if cfg.cluster.address is None:
-        ray.init(num_cpus=os.cpu_count(), runtime_env=cfg.cluster.runtime_env or None)
-    else:
-        ray.init(address=cfg.cluster.address, runtime_env=cfg.cluster.runtime_env or None)
+    _ensure(cfg.cluster.address, cfg.cluster.runtime_env)
 
 
 def prepare_dataset(cfg: Config, bench: SpiderBenchmark, examples: dict[str, list[Example]]):

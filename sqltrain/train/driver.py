@@ -181,15 +181,15 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
 
 def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
     """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are."""
-    import ray
 
     from sqltrain.model.loading import with_absolute_paths
     from sqltrain.train.checkpoints import install_adapter
 
     cfg = cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
     plan = preflight(cfg)
-    if not ray.is_initialized():
-        ray.init(address=cfg.cluster.address, runtime_env=cfg.cluster.runtime_env or None)
+    from sqltrain.raycluster import ensure_ray
+
+    ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     result = build_trainer(cfg, plan, callbacks).fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training finished without a checkpoint; see {result.path}")

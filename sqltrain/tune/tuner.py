@@ -164,8 +164,9 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
 
     parse_search_space(cfg.tune.search_space, cfg)
     _check_shards(cfg)
-    if not ray.is_initialized():
-        ray.init(address=cfg.cluster.address, runtime_env=cfg.cluster.runtime_env or None)
+    from sqltrain.raycluster import ensure_ray
+
+    ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     concurrency, why = max_concurrency(cfg, ray.cluster_resources())
     log(f"[sqltrain] tune: {cfg.tune.num_samples} trial(s), {cfg.tune.scheduler}, {why}")
     grid = build_tuner(cfg, concurrency).fit()
