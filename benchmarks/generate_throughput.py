@@ -129,21 +129,31 @@ def main() -> int:
     batched(gen, rows[: max(args.batch_sizes)], max(args.batch_sizes))  # warm-up: CUDA context, kernels
     base_rows = by_index[: args.baseline_limit]
     result["per_prompt"] = per_prompt(gen, base_rows)
-    result["batched"] = [batched(gen, rows, bs) for bs in args.batch_sizes]
     ref = result["per_prompt"].pop("sql")
-    for b in result["batched"]:
+    _save(result, args.out)  # partial results survive a run cut short by a time limit
+    result["batched"] = []
+    for bs in args.batch_sizes:
+        b = batched(gen, rows, bs)
         sqls = b.pop("sql_by_index")
         b["same_sql_as_per_prompt"] = round(sum(sqls[r["index"]] == s for r, s in zip(base_rows, ref)) / len(ref), 3)
         b["speedup_vs_per_prompt"] = round(b["predictions_per_s"] / result["per_prompt"]["predictions_per_s"], 1)
+        result["batched"].append(b)
+        _save(result, args.out)
     del gen
     if not args.no_ray:
         result["ray"] = ray_path(cfg, rows)
         result["ray"]["speedup_vs_per_prompt"] = round(
             result["ray"]["predictions_per_s"] / result["per_prompt"]["predictions_per_s"], 1)
+        _save(result, args.out)
     print(json.dumps(result, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _save(result: dict, out: str | None) -> None:
+    if out:
+        from sqltrain.io import atomic_write_text
+
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

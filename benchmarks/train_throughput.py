@@ -10,7 +10,9 @@ fixed-length random token rows (batch 4 x seq 512 by default).
 sqltrain runs without gradient checkpointing by default: a frozen 4-bit base needs no weight
 gradients, so recomputing the forward costs a third of the step (6N vs 4N FLOPs/token), and the
 activations of batch 4 x 512 fit in 80 GB. Pass model.gradient_checkpointing=true for a
-like-for-like run.
+like-for-like run. It also uses its GPU defaults: regional torch.compile (train.compile=auto)
+and no per-tensor bf16 overflow test (deepspeed.check_grad_overflow=false); override either to
+see its share.
 
 tokens/s = tokens per optimizer step / median step time after warm-up;
 MFU = 4 * N * tokens/s / peak (frozen base: forward 2N + backward-to-activations 2N FLOPs per
@@ -18,7 +20,7 @@ token; N = base parameter count; recomputation from gradient checkpointing is no
 
 GPU only. Examples (from the repo root):
     python benchmarks/train_throughput.py
-    python benchmarks/train_throughput.py --only sqltrain model.gradient_checkpointing=false
+    python benchmarks/train_throughput.py --only sqltrain train.compile=false
     python benchmarks/train_throughput.py --model random:smollm2-135m --steps 10   # quick check
 Trailing key=value arguments override sqltrain's config (not the seed stack's).
 Record results in docs/benchmarks.md with the device, date and command.
@@ -163,14 +165,13 @@ def seed_in_subprocess(argv: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def param_count(model_name: str, cache_dir: str) -> int:
+def param_count(args) -> int:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from sqltrain.config import load_config
     from sqltrain.model.loading import resolve_model_source
 
-    path = resolve_model_source(load_config(None, [f"model.name={model_name}", f"model.cache_dir={cache_dir}"]).model).path
+    path = resolve_model_source(base_config(args, tempfile.mkdtemp()).model).path
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path))
     return sum(p.numel() for p in model.parameters())
@@ -186,7 +187,7 @@ def main(argv=None) -> int:
 
     if not torch.cuda.is_available():
         raise SystemExit("train_throughput.py needs a CUDA GPU")
-    n_params = param_count(args.model, args.cache_dir)  # also materialises the model once, untimed
+    n_params = param_count(args)  # also materialises the model once, untimed
     results = []
     if args.only in ("both", "seed"):
         results.append(seed_in_subprocess([a for a in argv if a != "--seed-worker"]))

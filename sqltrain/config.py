@@ -110,6 +110,10 @@ class DeepSpeedConfig(Section):
     offload_optimizer: bool = False
     bucket_size: int = 50_000_000
     """reduce/allgather bucket size (elements); shrink on CPU."""
+    check_grad_overflow: bool = False
+    """bf16 only (fp16 always checks): skip optimizer steps whose gradients hold inf/NaN.
+    Off by default: bf16 has fp32's range, and the check costs an amax+amin per LoRA tensor
+    per step (~40 ms of an 8B QLoRA step's ~300 ms on an H100)."""
 
     @field_validator("stage")
     @classmethod
@@ -145,6 +149,10 @@ class TrainConfig(Section):
     """Checkpoints kept, best by dev loss."""
     max_failures: int = 0
     """Worker failures tolerated; the run resumes from the latest checkpoint."""
+    compile: bool | Literal["auto"] = "auto"
+    """torch.compile each repeated transformer block in place (regional compilation): fused
+    elementwise kernels and far fewer launches. auto = on for GPU workers with ZeRO stage <= 2
+    (ZeRO-3's parameter-gathering hooks and CPU compile times make it a loss elsewhere)."""
 
 
 class GenerateConfig(Section):

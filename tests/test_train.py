@@ -96,6 +96,30 @@ def test_deepspeed_config_follows_train_and_zero_sections(tmp_path):
     assert z["stage3_gather_16bit_weights_on_model_save"] is False
 
 
+def test_bf16_overflow_check_is_off_unless_asked_for():
+    assert deepspeed_config(load_config(None, []), 1, "bf16")["bf16"]["check_grad_overflow"] is False
+    cfg = load_config(None, ["deepspeed.check_grad_overflow=true"])
+    assert deepspeed_config(cfg, 1, "bf16")["bf16"]["check_grad_overflow"] is True
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ([], False),  # auto on CPU: inductor's CPU compile time would outweigh the gain
+    (["train.use_gpu=true"], True),
+    (["train.use_gpu=true", "deepspeed.stage=3"], False),
+    (["train.compile=on"], True),  # YAML's on/off are booleans
+    (["train.use_gpu=true", "train.compile=off"], False),
+])
+def test_regional_compile_follows_train_compile(overrides, expected):
+    from sqltrain.train.worker import compile_enabled
+
+    assert compile_enabled(load_config(None, overrides)) is expected
+
+
+def test_compile_setting_rejects_unknown_words():
+    with pytest.raises(ConfigError, match="train.compile"):
+        load_config(None, ["train.compile=sometimes"])
+
+
 def test_zero_stage_4_is_rejected_by_the_config():
     with pytest.raises(ConfigError, match="deepspeed.stage"):
         load_config(None, ["deepspeed.stage=4"])

@@ -34,7 +34,7 @@ def deepspeed_config(cfg: Config, world_size: int, dtype_name: str) -> dict[str,
         "gradient_accumulation_steps": t.grad_accum,
         "train_batch_size": t.micro_batch_size * t.grad_accum * world_size,
         "gradient_clipping": t.max_grad_norm,
-        "bf16": {"enabled": dtype_name == "bf16"},
+        "bf16": {"enabled": dtype_name == "bf16", "check_grad_overflow": z.check_grad_overflow},
         "fp16": {"enabled": dtype_name == "fp16"},
         "zero_optimization": zero,
         # We pass a torch AdamW: DeepSpeed's fused/CPU Adam would JIT-compile CUDA/C++ ops.

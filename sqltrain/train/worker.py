@@ -81,7 +81,20 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
         args=args, model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(cfg, world_size, dtype_name),
     )
+    if compile_enabled(cfg):
+        from accelerate.utils import compile_regions_deepspeed
+
+        # In place (module.compile()), after DeepSpeed has added its hooks: parameter names and
+        # the adapter's state dict stay as they were.
+        compile_regions_deepspeed(engine.module)
     return engine
+
+
+def compile_enabled(cfg: Config) -> bool:
+    """Whether train.compile asks for regional torch.compile on this run."""
+    if cfg.train.compile == "auto":
+        return cfg.train.use_gpu and cfg.deepspeed.stage <= 2
+    return cfg.train.compile
 
 
 def _dev_batches(cfg: Config, rank: int, world: int, device) -> list[dict]:
