@@ -105,6 +105,8 @@ def test_bf16_overflow_check_is_off_unless_asked_for():
 @pytest.mark.parametrize("overrides, expected", [
     ([], False),  # auto on CPU: inductor's CPU compile time would outweigh the gain
     (["train.use_gpu=true"], True),
+    (["train.use_gpu=true", "train.num_workers=2"], False),  # measured on one GPU worker only
+    (["train.use_gpu=true", "train.num_workers=2", "train.compile=true"], True),
     (["train.use_gpu=true", "deepspeed.stage=3"], False),
     (["train.compile=on"], True),  # YAML's on/off are booleans
     (["train.use_gpu=true", "train.compile=off"], False),

@@ -93,7 +93,8 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
 def compile_enabled(cfg: Config) -> bool:
     """Whether train.compile asks for regional torch.compile on this run."""
     if cfg.train.compile == "auto":
-        return cfg.train.use_gpu and cfg.deepspeed.stage <= 2
+        t = cfg.train
+        return t.use_gpu and t.num_workers == 1 and cfg.deepspeed.stage <= 2
     return cfg.train.compile
 
 
