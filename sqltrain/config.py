@@ -113,7 +113,7 @@ class DeepSpeedConfig(Section):
     check_grad_overflow: bool = False
     """bf16 only (fp16 always checks): skip optimizer steps whose gradients hold inf/NaN.
     Off by default: bf16 has fp32's range, and the check costs an amax+amin per LoRA tensor
-    per step (~40 ms of an 8B QLoRA step's ~300 ms on an H100)."""
+    per step (8B QLoRA on an H200: 10,454 tokens/s with it, 12,406 without)."""
 
     @field_validator("stage")
     @classmethod

@@ -92,10 +92,10 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
 
 def compile_enabled(cfg: Config) -> bool:
     """Whether train.compile asks for regional torch.compile on this run."""
-    if cfg.train.compile == "auto":
-        t = cfg.train
+    t = cfg.train
+    if t.compile == "auto":
         return t.use_gpu and t.num_workers == 1 and cfg.deepspeed.stage <= 2
-    return cfg.train.compile
+    return t.compile
 
 
 def _dev_batches(cfg: Config, rank: int, world: int, device) -> list[dict]:
