@@ -169,16 +169,11 @@ def test_step_plan_rejects_too_few_rows(tmp_path, model_cache, mini_dir):
 
 
 def test_train_cli_reports_bad_config_with_exit_code_2(tmp_path, capsys):
-    import argparse
+    from sqltrain.cli import main
 
-    from sqltrain.train.command import register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("deepspeed:\n  stage: 4\n")
-    args = parser.parse_args(["train", "--config", str(cfg_file)])
-    assert args.func(args) == 2
+    assert main(["train", "--config", str(cfg_file)]) == 2
     assert "ZeRO stage must be 0, 1, 2 or 3" in capsys.readouterr().err
 
 

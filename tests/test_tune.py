@@ -87,16 +87,11 @@ def test_tune_quickstart_config_is_valid():
 
 
 def test_tune_cli_reports_bad_search_space_with_exit_code_2(tmp_path, capsys):
-    import argparse
+    from sqltrain.cli import main
 
-    from sqltrain.tune.command import register
-
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers())
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text(f"run_dir: {tmp_path / 'run'}\ntune:\n  search_space:\n    train.lr: {{normal: [0, 1]}}\n")
-    args = parser.parse_args(["tune", "--config", str(cfg_file)])
-    assert args.func(args) == 2
+    assert main(["tune", "--config", str(cfg_file)]) == 2
     assert "unknown distribution 'normal'" in capsys.readouterr().err
 
 

@@ -8,7 +8,6 @@ Re-running with the same run_dir and training config resumes from the latest che
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def register(subparsers) -> None:
@@ -24,17 +23,10 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from sqltrain.config import ConfigError, load_config
-    from sqltrain.train.data import ShardError
+    from sqltrain.config import load_config
+    from sqltrain.train.driver import run_training
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        from sqltrain.train.driver import run_training
-
-        result = run_training(cfg)
-    except (ConfigError, ShardError) as e:
-        print(f"sqltrain train: {e}", file=sys.stderr)
-        return 2
+    result = run_training(load_config(args.config, args.overrides))
     m = result.metrics
     print(f"trained {result.steps} steps: loss {m['loss']:.4f}, dev loss {m['dev_loss']:.4f}")
     print(f"metrics:     {result.metrics_path}")

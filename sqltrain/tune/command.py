@@ -40,17 +40,11 @@ def _print_summary(summary: dict, results_path) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from sqltrain.config import ConfigError, load_config
-    from sqltrain.train.data import ShardError
+    from sqltrain.config import load_config
+    from sqltrain.tune.tuner import run_tune, tune_dir
 
-    try:
-        cfg = load_config(args.config, args.overrides)
-        from sqltrain.tune.tuner import run_tune, tune_dir
-
-        summary = run_tune(cfg)
-    except (ConfigError, ShardError) as e:
-        print(f"sqltrain tune: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    summary = run_tune(cfg)
     _print_summary(summary, tune_dir(cfg) / "results.json")
     if summary["best"] is None:
         print("sqltrain tune: no trial completed (see the errors above and in results.json)", file=sys.stderr)
