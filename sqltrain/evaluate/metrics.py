@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Iterable
 
-HARDNESS_LEVELS = ("easy", "medium", "hard", "extra")
+from sqltrain.spider.hardness import LEVELS
 
 
 def _rate(hits: int, n: int) -> float:
     return hits / n if n else 0.0
 
 
-def _scores(records: list[dict[str, Any]]) -> dict[str, Any]:
+def scores(records: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(records)
     return {
         "n": n,
@@ -32,11 +32,11 @@ def _scores(records: list[dict[str, Any]]) -> dict[str, Any]:
 def summarize(records: Iterable[dict[str, Any]], seconds: float, **extra: Any) -> dict[str, Any]:
     """The summary.json contents: n, ex, exact_match, by_hardness, errors, gold_errors, seconds."""
     records = list(records)
-    by_level: dict[str, list[dict[str, Any]]] = {level: [] for level in HARDNESS_LEVELS}
+    by_level: dict[str, list[dict[str, Any]]] = {level: [] for level in LEVELS}
     for r in records:
         by_level.setdefault(r["hardness"], []).append(r)
-    summary = _scores(records)
-    summary["by_hardness"] = {level: _scores(rs) for level, rs in by_level.items()}
+    summary = scores(records)
+    summary["by_hardness"] = {level: scores(rs) for level, rs in by_level.items()}
     summary["errors"] = dict(sorted(Counter(r["error"] for r in records if r["error"]).items()))
     summary["gold_errors"] = dict(sorted(Counter(r["gold_error"] for r in records if r["gold_error"]).items()))
     summary["seconds"] = round(seconds, 3)

@@ -24,11 +24,11 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError, PromptConfig, config_from_dict
 from sqltrain.io import atomic_write_json, atomic_write_jsonl
+from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE
 
-ADAPTER_SECTIONS = ("model", "quantization", "linking", "prompt", "lora")
-"""Config sections that describe how the adapter was trained; generation must match them."""
-ADAPTER_CONFIG = "sqltrain_config.yaml"
-ADAPTER_PROMPT = "prompt.json"
+ADAPTER_SECTIONS = ("model", "quantization", "linking", "lora")
+"""Config sections that describe how the adapter was trained; generation must match them (the
+prompt section too, read from the adapter's prompt.json)."""
 
 
 def generation_config(cfg: Config, adapter: str | os.PathLike | None) -> Config:
@@ -38,22 +38,22 @@ def generation_config(cfg: Config, adapter: str | os.PathLike | None) -> Config:
     import yaml
 
     adir = Path(adapter)
-    for name in ("adapter_config.json", ADAPTER_CONFIG, ADAPTER_PROMPT):
+    for name in ("adapter_config.json", CONFIG_FILE, PROMPT_FILE):
         if not (adir / name).exists():
             raise ConfigError(f"adapter dir {adir}: missing {name} (expected a `sqltrain train` adapter)")
     try:
-        trained = yaml.safe_load((adir / ADAPTER_CONFIG).read_text()) or {}
-        prompt = json.loads((adir / ADAPTER_PROMPT).read_text())
+        trained = yaml.safe_load((adir / CONFIG_FILE).read_text()) or {}
+        prompt = json.loads((adir / PROMPT_FILE).read_text())
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(f"adapter dir {adir}: unreadable config or prompt: {e}") from None
     merged = cfg.to_dict()
-    for section in ADAPTER_SECTIONS:
-        merged[section] = config_from_dict({section: trained.get(section, {})}).to_dict()[section]
+    sections = config_from_dict({s: trained.get(s, {}) for s in ADAPTER_SECTIONS}).to_dict()
+    merged.update({s: sections[s] for s in ADAPTER_SECTIONS})
     merged["model"]["cache_dir"] = cfg.model.cache_dir  # a local path, not a property of the adapter
     try:
         merged["prompt"] = PromptConfig.model_validate(prompt).model_dump(mode="json")
     except ValueError as e:
-        raise ConfigError(f"{adir / ADAPTER_PROMPT}: invalid prompt: {e}") from None
+        raise ConfigError(f"{adir / PROMPT_FILE}: invalid prompt: {e}") from None
     return config_from_dict(merged)
 
 
@@ -106,9 +106,9 @@ def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], 
     from tqdm import tqdm
 
     from sqltrain.generate.engine import SQLGenerator
-    from sqltrain.prep.pipeline import ensure_ray
+    from sqltrain.raycluster import ensure_ray
 
-    ensure_ray(cfg)
+    ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     replicas, resources = actor_resources(cfg, ray.cluster_resources(), log)
     log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s), each with {resources}")
     ctx = ray.data.DataContext.get_current()

@@ -15,9 +15,10 @@ from math import comb
 from pathlib import Path
 from typing import Any
 
+from sqltrain.evaluate.metrics import scores
 from sqltrain.io import atomic_write_json, atomic_write_text, read_jsonl
+from sqltrain.spider.hardness import LEVELS
 
-HARDNESS_ORDER = ("easy", "medium", "hard", "extra")
 RECORD_FIELDS = ("index", "correct", "exact_match")
 
 
@@ -54,15 +55,8 @@ def mcnemar_p(fixed: int, broken: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _scores(recs: list[dict[str, Any]]) -> dict[str, float | int]:
-    n = len(recs)
-    ex = sum(bool(r["correct"]) for r in recs)
-    em = sum(bool(r["exact_match"]) for r in recs)
-    return {"n": n, "ex": ex / n if n else 0.0, "exact_match": em / n if n else 0.0}
-
-
 def _side_by_side(a: list[dict], b: list[dict]) -> dict[str, Any]:
-    sa, sb = _scores(a), _scores(b)
+    sa, sb = scores(a), scores(b)
     return {
         "n": sa["n"],
         "ex_a": sa["ex"], "ex_b": sb["ex"], "ex_delta": sb["ex"] - sa["ex"],
@@ -87,7 +81,7 @@ def _by_level(recs: list[dict]) -> dict[str, list[int]]:
     groups: dict[str, list[int]] = {}
     for k, r in enumerate(recs):
         groups.setdefault(r.get("hardness") or "unknown", []).append(k)
-    order = [h for h in HARDNESS_ORDER if h in groups] + sorted(set(groups) - set(HARDNESS_ORDER))
+    order = [h for h in LEVELS if h in groups] + sorted(set(groups) - set(LEVELS))
     return {h: groups[h] for h in order}
 
 

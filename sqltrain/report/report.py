@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sqltrain.io import atomic_dir, read_jsonl
-from sqltrain.report.compare import HARDNESS_ORDER, CompareError, compare, compare_markdown
+from sqltrain.report.compare import CompareError, compare, compare_markdown
+from sqltrain.spider.hardness import LEVELS
 
 REFERENCE_EVAL = "base"  # compared against every other evaluation when present
 TRAIN_LOSS_KEYS = ("loss", "train_loss")
@@ -93,7 +94,7 @@ def _grouped_bars(ax, groups: list[str], values: dict[str, list[float]], horizon
 
 def plot_ex_by_hardness(evals: dict[str, dict[str, Any]], path: Path) -> list[str]:
     """Grouped bars of EX per hardness level (and overall), one bar per evaluation."""
-    levels = [h for h in HARDNESS_ORDER if any(h in s.get("by_hardness", {}) for s in evals.values())]
+    levels = [h for h in LEVELS if any(h in s.get("by_hardness", {}) for s in evals.values())]
     groups = ["all"] + levels
     values = {
         name: [100 * s["ex"]] + [100 * s.get("by_hardness", {}).get(h, {}).get("ex", 0.0) for h in levels]
@@ -227,17 +228,16 @@ def write_report(run_dir: str | Path) -> Path:
 
 def _model_lines(run_dir: Path, missing: list[str]) -> list[str]:
     """Model and key settings from the resolved config saved beside the adapter, if any."""
-    import yaml
+    from sqltrain.config import ConfigError, load_config
+    from sqltrain.train.checkpoints import CONFIG_FILE
 
-    from sqltrain.config import ConfigError, config_from_dict
-
-    configs = sorted((run_dir / "train").glob("**/sqltrain_config.yaml"), key=lambda p: len(p.parts))
+    configs = sorted((run_dir / "train").glob(f"**/{CONFIG_FILE}"), key=lambda p: len(p.parts))
     if not configs:
-        missing.append("`train/**/sqltrain_config.yaml` (no trained adapter yet): model settings unknown")
+        missing.append(f"`train/**/{CONFIG_FILE}` (no trained adapter yet): model settings unknown")
         return []
     try:
-        cfg = config_from_dict(yaml.safe_load(configs[0].read_text()) or {})
-    except (ConfigError, yaml.YAMLError) as e:
+        cfg = load_config(configs[0])
+    except ConfigError as e:
         missing.append(f"`{configs[0].relative_to(run_dir)}` is not a valid config: {e}")
         return []
     return [f"Model `{cfg.model.name}` (quantization {cfg.quantization.method}), LoRA r={cfg.lora.r} "

@@ -6,7 +6,7 @@ import argparse
 import json
 from collections import Counter
 
-LEVELS = ("easy", "medium", "hard", "extra")
+from sqltrain.spider.hardness import LEVELS
 
 
 def register(subparsers) -> None:
