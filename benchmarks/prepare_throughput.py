@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqltrain.config import load_config  # noqa: E402
 from sqltrain.data import resolve_benchmark  # noqa: E402
-from sqltrain.prep.pipeline import build_value_indexes, ensure_ray, load_examples, prepare_dataset  # noqa: E402
+from sqltrain.prep.pipeline import build_value_indexes, load_examples, prepare_dataset  # noqa: E402
+from sqltrain.raycluster import ensure_ray  # noqa: E402
 
 
 def timed(fn):
@@ -63,7 +64,7 @@ def main() -> None:
     db_ids = {e.db_id for e in examples}
     cold = build_value_indexes(bench, cfg, db_ids)
     warm = build_value_indexes(bench, cfg, db_ids)
-    _, ray_start = timed(lambda: ensure_ray(cfg))
+    _, ray_start = timed(lambda: ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env))
     ds, seconds = timed(lambda: prepare_dataset(cfg, bench, {args.split: examples}))
     import pyarrow as pa
     import ray

@@ -1,12 +1,14 @@
-"""Atomic file and directory writes: readers never see half-written outputs."""
+"""Atomic file and directory writes (readers never see half-written outputs), and file hashes."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -57,3 +59,19 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, remembered in this process while its size and mtime stay the same
+    (prepare hashes every database for its fingerprint and again for its value-index cache key)."""
+    st = os.stat(path)
+    return _sha256_of(str(Path(path).absolute()), st.st_size, st.st_mtime_ns)
+
+
+@lru_cache(maxsize=4096)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqltrain.io import atomic_write_json
+from sqltrain.io import atomic_write_json, file_sha256
 from sqltrain.linking.words import STOPWORDS, normalize_value, stem, words
 from sqltrain.spider.schema import Schema
 
@@ -107,14 +107,6 @@ def _worth_looking_up(gram: list[str]) -> bool:
     return True
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -169,6 +161,17 @@ def cache_key(db_path: Path, schema: Schema, max_values: int, sample_values: int
     return hashlib.sha256((file_sha256(db_path) + settings).encode()).hexdigest()[:20]
 
 
+def ensure_value_index(db_path: str | os.PathLike, schema: Schema, max_values: int, sample_values: int,
+                       cache_dir: str | os.PathLike) -> Path:
+    """The cache file of one database's value index, built now if it is missing (not parsed:
+    the prepare driver only needs the files to exist before its workers start)."""
+    db_path = Path(db_path)
+    path = Path(os.path.expanduser(cache_dir)) / f"{schema.db_id}-{cache_key(db_path, schema, max_values, sample_values)}.json"
+    if not path.exists():
+        atomic_write_json(path, build_value_index(db_path, schema, max_values, sample_values))
+    return path
+
+
 def load_value_index(db_path: str | os.PathLike | None, schema: Schema, max_values: int, sample_values: int,
                      cache_dir: str | os.PathLike) -> ValueIndex:
     """The value index of one database, from the cache or built (and cached) now.
@@ -177,13 +180,10 @@ def load_value_index(db_path: str | os.PathLike | None, schema: Schema, max_valu
     """
     if db_path is None or not Path(db_path).exists():
         return ValueIndex(schema.db_id, {}, [])
-    db_path = Path(db_path)
-    path = Path(os.path.expanduser(cache_dir)) / f"{schema.db_id}-{cache_key(db_path, schema, max_values, sample_values)}.json"
-    if path.exists():
-        try:
-            return _from_data(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, KeyError, ValueError, TypeError):
-            pass  # a corrupt cache entry is rebuilt below
-    data = build_value_index(db_path, schema, max_values, sample_values)
-    atomic_write_json(path, data)
-    return _from_data(data)
+    path = ensure_value_index(db_path, schema, max_values, sample_values, cache_dir)
+    try:
+        return _from_data(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, KeyError, ValueError, TypeError):
+        data = build_value_index(db_path, schema, max_values, sample_values)  # a corrupt entry is rebuilt
+        atomic_write_json(path, data)
+        return _from_data(data)

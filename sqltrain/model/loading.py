@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqltrain.config import Config, ModelConfig, QuantizationConfig
-from sqltrain.io import atomic_dir, atomic_write_json
+from sqltrain.io import atomic_dir, atomic_write_json, file_sha256
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -168,11 +168,7 @@ def file_digest(path: Path, cache: Path) -> str:
     key = f"{path.absolute()}|{st.st_size}|{st.st_mtime_ns}"
     known = json.loads(memo.read_text()) if memo.exists() else {}
     if key not in known:
-        h = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 22), b""):
-                h.update(chunk)
-        known[key] = h.hexdigest()
+        known[key] = file_sha256(path)
         atomic_write_json(memo, known)
     return known[key]
 

@@ -26,8 +26,8 @@ import pyarrow.compute as pc
 
 from sqltrain import __version__
 from sqltrain.config import Config, config_from_dict
-from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl
-from sqltrain.linking.value_index import file_sha256, load_value_index
+from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, file_sha256
+from sqltrain.linking.value_index import ensure_value_index
 from sqltrain.prep.records import alpaca_record
 from sqltrain.spider.benchmark import Example, SpiderBenchmark
 
@@ -78,7 +78,9 @@ def build_value_indexes(bench: SpiderBenchmark, cfg: Config, db_ids: set[str]) -
     """Build (or find cached) the value index of every database used; returns seconds."""
     start, lk = time.time(), cfg.linking
     for db_id in sorted(db_ids):
-        load_value_index(bench.db_path(db_id), bench.schemas[db_id], lk.max_values_per_column, lk.sample_values, lk.cache_dir)
+        db_path = bench.db_path(db_id)
+        if db_path.exists():  # a database without its file links without values
+            ensure_value_index(db_path, bench.schemas[db_id], lk.max_values_per_column, lk.sample_values, lk.cache_dir)
     return time.time() - start
 
 
@@ -109,13 +111,6 @@ class PrepareBatch:
         for name in ALPACA_FIELDS:
             columns[name] = pa.array([getattr(r, name) for r in records], pa.string())
         return pa.table(columns)
-
-
-def ensure_ray(cfg: Config) -> None:
-    """Join cfg.cluster.address, or start a local Ray with this machine's CPUs (once)."""
-    from sqltrain.raycluster import ensure_ray as _ensure
-
-    _ensure(cfg.cluster.address, cfg.cluster.runtime_env)
 
 
 def prepare_dataset(cfg: Config, bench: SpiderBenchmark, examples: dict[str, list[Example]]):
@@ -247,7 +242,9 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
     examples = {split: load_examples(bench, cfg, split) for split in splits_of(cfg)}
     seconds = build_value_indexes(bench, cfg, {e.db_id for ex in examples.values() for e in ex})
     log(f"value indexes ready in {seconds:.1f}s ({cfg.linking.cache_dir})")
-    ensure_ray(cfg)
+    from sqltrain.raycluster import ensure_ray
+
+    ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     start = time.time()
     ds = prepare_dataset(cfg, bench, examples)
     # The blocks are materialized already: fetch them as they are (a projection would be a new job).

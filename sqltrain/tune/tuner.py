@@ -25,7 +25,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json
 from sqltrain.tune.search import (
-    DRIVER_CPUS, make_scheduler, max_concurrency, parse_search_space, to_tune_space, with_values,
+    DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space, with_values,
 )
 
 
@@ -78,11 +78,10 @@ def run_trial(sampled: dict[str, Any], base: dict[str, Any]) -> None:
     })
 
 
-def build_tuner(cfg: Config, concurrency: int):
-    """The Tuner over cfg.tune.search_space; each trial is run_trial on a copy of cfg."""
+def build_tuner(cfg: Config, concurrency: int, params: list[Param]):
+    """The Tuner over params (cfg.tune.search_space, parsed); each trial is run_trial on a copy of cfg."""
     from ray import tune
 
-    params = parse_search_space(cfg.tune.search_space, cfg)
     trainable = tune.with_resources(tune.with_parameters(run_trial, base=cfg.to_dict()), {"CPU": DRIVER_CPUS})
     return tune.Tuner(
         trainable,
@@ -162,14 +161,14 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
     (its "best" is None when no trial completed)."""
     import ray
 
-    parse_search_space(cfg.tune.search_space, cfg)
+    params = parse_search_space(cfg.tune.search_space, cfg)  # bad spaces fail before Ray starts
     _check_shards(cfg)
     from sqltrain.raycluster import ensure_ray
 
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     concurrency, why = max_concurrency(cfg, ray.cluster_resources())
     log(f"[sqltrain] tune: {cfg.tune.num_samples} trial(s), {cfg.tune.scheduler}, {why}")
-    grid = build_tuner(cfg, concurrency).fit()
+    grid = build_tuner(cfg, concurrency, params).fit()
     summary = summarize([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
     atomic_write_json(tune_dir(cfg) / "results.json", summary)
     return summary
