@@ -227,7 +227,7 @@ class Config(Section):
 
 
 # Fields holding filesystem paths: resolved to absolute at load time.
-_PATH_FIELDS = ("run_dir", "data.exclude", "linking.cache_dir", "model.cache_dir", "cluster.storage_path")
+_PATH_FIELDS = ("run_dir", "data.spider_dir", "data.exclude", "linking.cache_dir", "model.cache_dir", "cluster.storage_path")
 
 
 def parse_value(text: str) -> Any:
@@ -263,10 +263,8 @@ def _resolve_paths(cfg: Config) -> Config:
         for p in parents:
             node = node[p]
         value = node[leaf]
-        if isinstance(value, str) and "://" not in value:
+        if isinstance(value, str) and "://" not in value and value != MINI:
             node[leaf] = str(Path(os.path.expanduser(value)).absolute())
-    if d["data"]["spider_dir"] != MINI:
-        d["data"]["spider_dir"] = str(Path(os.path.expanduser(d["data"]["spider_dir"])).absolute())
     return Config.model_validate(d)
 
 

@@ -10,7 +10,7 @@ import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -59,6 +59,22 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def build_once(dest: str | os.PathLike, build: Callable[[Path], None], is_complete: Callable[[Path], bool]) -> Path:
+    """`dest`, unless is_complete(dest) already: build(tmp) fills a temp dir that then replaces dest
+    whole. A file lock beside dest makes concurrent builders (Ray workers) wait instead of racing."""
+    from filelock import FileLock
+
+    dest = Path(dest)
+    if is_complete(dest):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{dest}.lock"):
+        if not is_complete(dest):
+            with atomic_dir(dest) as tmp:
+                build(tmp)
+    return dest
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sqltrain.config import Config, ModelConfig, QuantizationConfig
-from sqltrain.io import atomic_dir, atomic_write_json, file_sha256
+from sqltrain.io import atomic_write_json, build_once, file_sha256
 
 SMOLLM2 = "smollm2-135m"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -174,18 +174,13 @@ def file_digest(path: Path, cache: Path) -> str:
 
 
 def _materialise(dest: Path, build) -> Path:
-    """Run build(tmp_dir) once into dest, under a lock so concurrent workers wait, not race."""
-    from filelock import FileLock
+    """Run build(tmp_dir) once into dest (marked complete), concurrent workers waiting, not racing."""
 
-    if (dest / ".complete").exists():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock"):
-        if not (dest / ".complete").exists():
-            with atomic_dir(dest) as tmp:
-                build(tmp)
-                (tmp / ".complete").write_text("ok\n")
-    return dest
+    def build_and_mark(tmp: Path) -> None:
+        build(tmp)
+        (tmp / ".complete").write_text("ok\n")
+
+    return build_once(dest, build_and_mark, lambda d: (d / ".complete").exists())
 
 
 def _gguf_tokenizer(gguf: Path, cache: Path) -> Path:

@@ -12,20 +12,18 @@ databases row for row.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import random
 import sqlite3
-from contextlib import contextmanager
 from itertools import chain, zip_longest
 from pathlib import Path
 from typing import Callable, Iterator
 
 from sqlglot.tokens import Tokenizer, TokenType
 
-from sqltrain.io import atomic_dir
+from sqltrain.io import atomic_dir, build_once
 from sqltrain.spider.hardness import LEVELS, hardness
 from sqltrain.spider.mini_data import DEV_DOMAINS, TRAIN_DOMAINS
 from sqltrain.spider.mini_data.fill import Instance, MiniGenerationError, instantiate, order_is_determined
@@ -47,32 +45,32 @@ def write_mini_benchmark(dest: str | os.PathLike) -> Path:
     """Generate the mini benchmark into `dest` (replaced whole, atomically) and return it."""
     dest = Path(dest).expanduser().absolute()
     with atomic_dir(dest) as tmp:
-        tmp.chmod(0o755)  # mkdtemp makes it private; the result is a plain shared data dir
-        entries, splits = [], {}
-        for split, domains in (("train", TRAIN_DOMAINS), ("dev", DEV_DOMAINS)):
-            splits[split] = []
-            for domain in domains:
-                entries.append(tables_entry(domain))
-                db = tmp / "database" / domain.db_id / f"{domain.db_id}.sqlite"
-                splits[split] += database_examples(domain, db, QUESTIONS_PER_DB[split])
-        _write_json(tmp / "tables.json", entries)
-        for split, (json_name, gold_name) in SPLIT_FILES.items():
-            _write_json(tmp / json_name, splits[split])
-            (tmp / gold_name).write_text("".join(f"{r['query']}\t{r['db_id']}\n" for r in splits[split]), encoding="utf-8")
-        (tmp / _STAMP).write_text(source_digest() + "\n", encoding="utf-8")
+        _generate(tmp)
     return dest
+
+
+def _generate(tmp: Path) -> None:
+    """Write the whole benchmark into the (empty, temporary) directory tmp."""
+    tmp.chmod(0o755)  # mkdtemp makes it private; the result is a plain shared data dir
+    entries, splits = [], {}
+    for split, domains in (("train", TRAIN_DOMAINS), ("dev", DEV_DOMAINS)):
+        splits[split] = []
+        for domain in domains:
+            entries.append(tables_entry(domain))
+            db = tmp / "database" / domain.db_id / f"{domain.db_id}.sqlite"
+            splits[split] += database_examples(domain, db, QUESTIONS_PER_DB[split])
+    _write_json(tmp / "tables.json", entries)
+    for split, (json_name, gold_name) in SPLIT_FILES.items():
+        _write_json(tmp / json_name, splits[split])
+        (tmp / gold_name).write_text("".join(f"{r['query']}\t{r['db_id']}\n" for r in splits[split]), encoding="utf-8")
+    (tmp / _STAMP).write_text(source_digest() + "\n", encoding="utf-8")
 
 
 def mini_benchmark_dir() -> Path:
     """The mini benchmark in the cache ($SQLTRAIN_CACHE or ~/.cache/sqltrain), built on first use."""
     root = Path(os.environ.get("SQLTRAIN_CACHE") or "~/.cache/sqltrain").expanduser()
     path = root / f"mini-v{VERSION}"
-    if _complete(path):
-        return path
-    with _locked(root / f".mini-v{VERSION}.lock"):  # one builder at a time (e.g. several Ray workers)
-        if not _complete(path):
-            write_mini_benchmark(path)
-    return path
+    return build_once(path, _generate, _complete)  # one builder at a time (e.g. several Ray workers)
 
 
 def database_examples(domain: Domain, db_path: Path, budget: int) -> list[dict]:
@@ -208,17 +206,6 @@ def _complete(path: Path) -> bool:
         return False
     dbs = [e["db_id"] for e in json.loads((path / "tables.json").read_text(encoding="utf-8"))]
     return all((path / "database" / db / f"{db}.sqlite").exists() for db in dbs)
-
-
-@contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _write_json(path: Path, obj: object) -> None:
