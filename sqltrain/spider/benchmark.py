@@ -30,7 +30,12 @@ TABLE_FIELDS = (
 
 
 class SpiderFormatError(ValueError):
-    """A benchmark file is malformed; the message names the file, record index and field."""
+    """A benchmark file is malformed; the message names the file, record index and field, and
+    `reason` is the short category that on_error="skip" counts it under."""
+
+    def __init__(self, message: str, reason: str = "malformed"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -67,13 +72,13 @@ def _read_json_list(path: Path) -> list:
 
 def _check_record(path: Path, i: int, rec: object, fields: tuple[str, ...], types: dict[str, type]) -> None:
     if not isinstance(rec, dict):
-        raise SpiderFormatError(f"{path}: record {i}: expected an object, got {type(rec).__name__}")
+        raise SpiderFormatError(f"{path}: record {i}: expected an object, got {type(rec).__name__}", "expected an object")
     for f in fields:
         if f not in rec:
-            raise SpiderFormatError(f"{path}: record {i}: missing field '{f}'")
+            raise SpiderFormatError(f"{path}: record {i}: missing field '{f}'", "missing field")
         want = types.get(f, str)
         if not isinstance(rec[f], want):
-            raise SpiderFormatError(f"{path}: record {i}: field '{f}' must be {want.__name__}, got {type(rec[f]).__name__}")
+            raise SpiderFormatError(f"{path}: record {i}: field '{f}' must be {want.__name__}, got {type(rec[f]).__name__}", "must be")
 
 
 def load_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
@@ -174,23 +179,17 @@ class SpiderBenchmark:
                     _check_record(path, i, rec, EXAMPLE_FIELDS, {})
                     self._check_db(path, i, rec["db_id"], check_db)
                 except SpiderFormatError as e:
-                    self._fail(e, self._reason(str(e)))
+                    self._fail(e, e.reason)
                     continue
                 out.append(Example(split, position - 1, rec["db_id"], rec["question"], rec["query"]))
         return out
 
     def _check_db(self, path: Path, i: int, db_id: str, check_db: bool) -> None:
         if db_id not in self.schemas:
-            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': '{db_id}' is not in tables.json")
+            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': '{db_id}' is not in tables.json", "not in tables.json")
         if check_db and not self.db_path(db_id).exists():
-            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': database file {self.db_path(db_id)} is missing")
-
-    @staticmethod
-    def _reason(msg: str) -> str:
-        for key in ("missing field", "must be", "not in tables.json", "is missing", "expected an object"):
-            if key in msg:
-                return key.replace("is missing", "missing database file")
-        return "malformed"
+            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': database file {self.db_path(db_id)} is missing",
+                                     "missing database file")
 
     def _fail(self, err: SpiderFormatError, reason: str) -> None:
         if self.on_error == "raise":
