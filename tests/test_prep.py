@@ -12,7 +12,7 @@ import pytest
 from sqltrain.config import load_config
 from sqltrain.prep.explain import explain_sql
 from sqltrain.prep.prompts import PromptError, build_messages, normalize_sql, render_prompt
-from sqltrain.prep.records import IGNORE_INDEX, RecordBuilder, prompt_for_example
+from sqltrain.prep.records import IGNORE_INDEX, RecordBuilder
 from sqltrain.spider.benchmark import Example, SpiderBenchmark
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +100,7 @@ def test_labels_masked_on_the_prompt(cfg, mini, tokenizer):
     assert rec.labels[n_prompt:] == rec.input_ids[n_prompt:]
     assert tokenizer.decode(rec.input_ids[n_prompt:]) == normalize_sql(example.query) + tokenizer.eos_token
     # Generation renders the very same prompt (one code path).
-    text, info = prompt_for_example(example, mini, cfg, tokenizer)
+    text, info = builder.generation_prompt(example)
     assert tokenizer(text, add_special_tokens=False)["input_ids"] == rec.input_ids[:n_prompt]
     assert info["prompt_tokens"] == n_prompt and not info["pruned"]
 

@@ -4,7 +4,7 @@
    the adapter dir (`sqltrain_config.yaml`, `prompt.json` written by training), so generation
    links schemas and renders prompts exactly as training did; data, generate and cluster stay
    the caller's (which benchmark, how to decode, where to run).
-2. Prompts: `sqltrain.prep.records.prompt_for_example`, the code path of the training records.
+2. Prompts: `RecordBuilder.generation_prompt` (sqltrain.prep.records), the code path of the training records.
 3. Rows sorted by prompt length (longest first), so each batch holds prompts of similar length
    and little padding; a long batch first also surfaces out-of-memory at once.
 4. Ray Data `map_batches(SQLGenerator)` with an actor pool: one replica per GPU (replicas share
@@ -68,16 +68,16 @@ def build_prompt_rows(cfg: Config, split: str) -> list[dict[str, Any]]:
     """One row per example to generate for: ids, prompt text and its token count."""
     from sqltrain.data import resolve_benchmark
     from sqltrain.model.loading import load_tokenizer
-    from sqltrain.prep.records import prompt_for_example
+    from sqltrain.prep.records import RecordBuilder
 
     bench = resolve_benchmark(cfg.data)
     examples = bench.examples(split, exclude=cfg.data.exclude)
     limits = [n for n in (cfg.data.limit, cfg.generate.limit) if n is not None]
     examples = examples[: min(limits)] if limits else examples
-    tokenizer = load_tokenizer(cfg.model)
+    builder = RecordBuilder(cfg, bench, load_tokenizer(cfg.model))
     rows = []
     for ex in examples:
-        text, info = prompt_for_example(ex, bench, cfg, tokenizer)
+        text, info = builder.generation_prompt(ex)
         rows.append({"index": ex.index, "id": ex.id, "db_id": ex.db_id, "prompt": text,
                      "prompt_tokens": info["prompt_tokens"]})
     rows.sort(key=lambda r: -r["prompt_tokens"])

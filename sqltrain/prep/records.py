@@ -56,9 +56,6 @@ class Record:
     gold_columns: int = 0
     kept_columns: int = 0
 
-    def alpaca(self) -> dict:
-        return alpaca_record(self.schema_text, self.question, self.sql, self.explanation)
-
 
 def alpaca_record(schema_text: str, question: str, sql: str, explanation: str) -> dict:
     """The seed projects' record shape: instruction = schema, input = question, output = SQL."""
@@ -133,42 +130,26 @@ class RecordBuilder:
         rec.kept_columns = sum(c in link.selection.get(t, ()) for t, c in gold_columns)
         return rec
 
+    def generation_prompt(self, example: Example) -> tuple[str, dict]:
+        """The generation prompt of one example (schema linked, serialized, chat-rendered).
 
-_BUILDERS: list[tuple[object, object, str, RecordBuilder]] = []
-
-
-def builder_for(bench: SpiderBenchmark, cfg: Config, tokenizer) -> RecordBuilder:
-    """A RecordBuilder reused across calls with the same benchmark, tokenizer and settings."""
-    key = cfg.content_hash("linking", "prompt")
-    for b, t, k, builder in _BUILDERS:
-        if b is bench and t is tokenizer and k == key:
-            return builder
-    builder = RecordBuilder(cfg, bench, tokenizer)
-    _BUILDERS[:] = _BUILDERS[-3:] + [(bench, tokenizer, key, builder)]
-    return builder
-
-
-def prompt_for_example(example: Example, bench: SpiderBenchmark, cfg: Config, tokenizer) -> tuple[str, dict]:
-    """The generation prompt of one example (schema linked, serialized, chat-rendered).
-
-    The same linking and rendering as the training records; the schema is pruned harder
-    only if the prompt alone exceeds ``prompt.max_seq_len``. `info` carries the prompt's
-    token count and what linking kept.
-    """
-    builder = builder_for(bench, cfg, tokenizer)
-    fitted = builder.fit(example, cfg.prompt.max_seq_len)
-    if isinstance(fitted, str):  # cannot fit: give the smallest prompt linking can make
-        text, ids, link = builder.prompt(example, 1)
-        pruned_for_length = True
-    else:
-        text, ids, link, pruned_for_length = fitted
-    info = {
-        "prompt_tokens": len(ids),
-        "pruned": link.pruned,
-        "pruned_for_length": pruned_for_length,
-        "schema_tokens": link.tokens,
-        "full_schema_tokens": link.full_tokens,
-        "tables": sorted(link.selection),
-        "matched_values": {f"{t}.{c}": v for (t, c), v in link.matches.items()},
-    }
-    return text, info
+        The same linking and rendering as the training records; the schema is pruned harder
+        only if the prompt alone exceeds ``prompt.max_seq_len``. `info` carries the prompt's
+        token count and what linking kept.
+        """
+        fitted = self.fit(example, self.cfg.prompt.max_seq_len)
+        if isinstance(fitted, str):  # cannot fit: give the smallest prompt linking can make
+            text, ids, link = self.prompt(example, 1)
+            pruned_for_length = True
+        else:
+            text, ids, link, pruned_for_length = fitted
+        info = {
+            "prompt_tokens": len(ids),
+            "pruned": link.pruned,
+            "pruned_for_length": pruned_for_length,
+            "schema_tokens": link.tokens,
+            "full_schema_tokens": link.full_tokens,
+            "tables": sorted(link.selection),
+            "matched_values": {f"{t}.{c}": v for (t, c), v in link.matches.items()},
+        }
+        return text, info
