@@ -41,7 +41,6 @@ def register(subparsers) -> None:
 def handle(args: argparse.Namespace) -> int:
     from sqltrain.config import load_config
     from sqltrain.evaluate.metrics import format_summary
-    from sqltrain.evaluate.predictions import PredictionsError
     from sqltrain.evaluate.runner import run_evaluate
 
     overrides = list(args.overrides)
@@ -49,21 +48,17 @@ def handle(args: argparse.Namespace) -> int:
         overrides.append(f"evaluate.timeout_s={float(args.timeout)}")
     cfg = load_config(args.config, overrides)
     out = args.out or str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
-    try:
-        summary = run_evaluate(
-            args.spider_dir or cfg.data.spider_dir,
-            args.split or cfg.data.eval_split,
-            args.predictions,
-            out,
-            cfg.evaluate,
-            exclude=args.exclude if args.exclude is not None else cfg.data.exclude,
-            address=cfg.cluster.address,
-            progress=not args.no_progress,
-            log=lambda msg: print(msg, file=sys.stderr),
-        )
-    except (PredictionsError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    summary = run_evaluate(
+        args.spider_dir or cfg.data.spider_dir,
+        args.split or cfg.data.eval_split,
+        args.predictions,
+        out,
+        cfg.evaluate,
+        exclude=args.exclude if args.exclude is not None else cfg.data.exclude,
+        address=cfg.cluster.address,
+        progress=not args.no_progress,
+        log=lambda msg: print(msg, file=sys.stderr),
+    )
     print(format_summary(summary))
     print(f"wrote {out}/summary.json and {out}/records.jsonl")
     return 0

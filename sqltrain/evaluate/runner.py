@@ -149,9 +149,12 @@ def score_items(
     variants = {db: [str(p) for p in bench.db_variants(db)] for db in {it.db_id for it in items}}
     missing = sorted(db for db, paths in variants.items() if not paths)
     if missing:
-        raise FileNotFoundError(
+        from sqltrain.spider.benchmark import SpiderFormatError
+
+        raise SpiderFormatError(
             f"{bench.root}: no database file for {', '.join(missing)} "
-            f"(expected {bench.db_path(missing[0])}); exclude those examples with --exclude"
+            f"(expected {bench.db_path(missing[0])}); exclude those examples with --exclude",
+            "missing database file",
         )
     executions = sum(2 * len(variants[it.db_id]) for it in items)
     mode = force or ("ray" if executions >= eval_cfg.parallel_threshold else "serial")
