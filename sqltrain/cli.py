@@ -34,15 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     from sqltrain.config import ConfigError
     from sqltrain.evaluate.predictions import PredictionsError
     from sqltrain.spider.benchmark import SpiderFormatError
+    from sqltrain.train.checkpoints import DivergedAdapterError
     from sqltrain.train.data import ShardError
+    from sqltrain.train.driver import TrainingDiverged
 
     # Input errors of any stage (bad config, malformed dataset or predictions, missing or stale
-    # shards) are one line and exit code 2; anything else is a bug and keeps its traceback.
+    # shards, an adapter of a diverged run) are one line and exit code 2; a diverged training
+    # run is one line and exit code 1; anything else is a bug and keeps its traceback.
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SpiderFormatError, PredictionsError, ShardError) as e:
+    except (ConfigError, SpiderFormatError, PredictionsError, ShardError, DivergedAdapterError) as e:
         print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
         return 2
+    except TrainingDiverged as e:
+        print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

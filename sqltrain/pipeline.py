@@ -117,6 +117,16 @@ def _print_result(cfg: Config, result: dict) -> None:
         print(f"  {labels[tag]} : {100 * s['ex']:5.1f}%   exact match {100 * s['exact_match']:5.1f}%")
     if Path(result["report"]).exists():
         print(f"report: {result['report']}")
+    _warn_if_worse(result["summaries"], cfg.run_dir)
+
+
+def _warn_if_worse(summaries: dict, run_dir: str) -> None:
+    """The last line says loudly when fine-tuning made the model worse than its base."""
+    if {"base", "finetuned"} <= set(summaries) and summaries["finetuned"]["ex"] < summaries["base"]["ex"]:
+        b, f = summaries["base"]["ex"], summaries["finetuned"]["ex"]
+        print(f"WARNING: the fine-tuned model is WORSE than its base: EX {100 * b:.1f}% -> {100 * f:.1f}% "
+              f"({100 * (f - b):+.1f} points); check {run_dir}/train/metrics.jsonl and {run_dir}/compare/compare.md",
+              file=sys.stderr)
 
 
 def _pipeline(args: argparse.Namespace) -> int:

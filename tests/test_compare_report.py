@@ -198,3 +198,23 @@ def test_report_cli(run_dir: Path, tmp_path: Path) -> None:
     assert main(["report", str(run_dir)]) == 0
     assert (run_dir / "report" / "report.md").exists()
     assert main(["report", str(tmp_path / "does-not-exist")]) == 2
+
+
+def test_a_worse_fine_tuned_model_is_said_loudly(run_dir: Path, tmp_path: Path, capsys) -> None:
+    from sqltrain.cli import main
+    from sqltrain.pipeline import _warn_if_worse
+    from sqltrain.report.compare import regression_line
+
+    better = compare(run_dir / "eval" / "base", run_dir / "eval" / "finetuned")
+    assert regression_line(better) is None
+    worse = compare(run_dir / "eval" / "finetuned", run_dir / "eval" / "base", labels=("base", "finetuned"))
+    line = regression_line(worse)
+    assert line.startswith("WARNING: finetuned is WORSE than base: EX 62.5% -> 37.5% (-25.0 points")
+    assert main(["compare", str(run_dir / "eval" / "finetuned"), str(run_dir / "eval" / "base"),
+                 "--out", str(tmp_path / "cmp")]) == 0
+    assert "WORSE" in capsys.readouterr().err
+    assert "**WARNING:" in (tmp_path / "cmp" / "compare.md").read_text()
+    _warn_if_worse({"base": {"ex": 0.453}, "finetuned": {"ex": 0.0}}, "runs/x")
+    assert capsys.readouterr().err.startswith("WARNING: the fine-tuned model is WORSE than its base: EX 45.3% -> 0.0%")
+    _warn_if_worse({"base": {"ex": 0.453}, "finetuned": {"ex": 0.6}}, "runs/x")
+    assert capsys.readouterr().err == ""

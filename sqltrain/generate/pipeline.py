@@ -24,7 +24,7 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError, PromptConfig, config_from_dict
 from sqltrain.io import atomic_write_json, atomic_write_jsonl
-from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE
+from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE, check_adapter_trusted
 
 ADAPTER_SECTIONS = ("model", "quantization", "linking", "lora")
 """Config sections that describe how the adapter was trained; generation must match them (the
@@ -41,6 +41,7 @@ def generation_config(cfg: Config, adapter: str | os.PathLike | None) -> Config:
     for name in ("adapter_config.json", CONFIG_FILE, PROMPT_FILE):
         if not (adir / name).exists():
             raise ConfigError(f"adapter dir {adir}: missing {name} (expected a `sqltrain train` adapter)")
+    check_adapter_trusted(adir)
     try:
         trained = yaml.safe_load((adir / CONFIG_FILE).read_text()) or {}
         prompt = json.loads((adir / PROMPT_FILE).read_text())

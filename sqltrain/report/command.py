@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sqltrain.report.compare import CompareError, compare_markdown, write_compare
+    from sqltrain.report.compare import CompareError, compare_markdown, regression_line, write_compare
 
     try:
         result = write_compare(args.eval_a, args.eval_b, args.out, labels=args.labels, sample=args.sample)
@@ -33,6 +33,8 @@ def _compare(args: argparse.Namespace) -> int:
         return 2
     print(compare_markdown(result))
     print(f"written: {Path(args.out) / 'compare.json'} and compare.md")
+    if warning := regression_line(result):
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -144,6 +144,17 @@ def compare(
     }
 
 
+def regression_line(result: dict[str, Any]) -> str | None:
+    """A loud one-line warning when B (the fine-tuned side) scores below A, else None."""
+    o = result["overall"]
+    if o["ex_delta"] >= 0:
+        return None
+    la, lb = result["a"]["label"], result["b"]["label"]
+    return (f"WARNING: {lb} is WORSE than {la}: EX {_pct(o['ex_a'])}% -> {_pct(o['ex_b'])}% "
+            f"({_delta(o['ex_delta'])} points on {result['n']} examples; {result['broken']} broken, "
+            f"{result['fixed']} fixed, McNemar p = {result['mcnemar_p']:.3g})")
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -162,8 +173,9 @@ def compare_markdown(result: dict[str, Any], level: int = 2) -> str:
     la, lb = result["a"]["label"], result["b"]["label"]
     h, sub = "#" * level, "#" * (level + 1)
     unshared = f" ({result['only_a']} only in {la}, {result['only_b']} only in {lb}, left out)"
+    warning = regression_line(result)
     lines = [
-        f"{h} {la} vs {lb}", "",
+        f"{h} {la} vs {lb}", "", *([f"**{warning}**", ""] if warning else []),
         f"{result['n']} shared examples{unshared if result['only_a'] or result['only_b'] else ''}. "
         "Percentages; Δ in points.", "",
         f"| hardness | n | EX {la} | EX {lb} | Δ EX | EM {la} | EM {lb} | Δ EM |",

@@ -8,6 +8,9 @@ A checkpoint directory (one per `ray.train.report`, merged across workers by Ray
                optimizer partition (zero_pp_rank_<r>_*), the LR scheduler and the step counter
     state.json step, epoch, dev loss (for people and for picking the best)
 
+The exported adapter ({run_dir}/train/adapter) also holds training.json: which checkpoint it is,
+the skipped-step count, and whether the run diverged (generation refuses such an adapter).
+
 DeepSpeed's `exclude_frozen_parameters` still keeps tensors that are not trainable parameters
 (tied embeddings, bitsandbytes quant-state buffers: hundreds of MB on big models, per rank under
 ZeRO-3), so each rank rewrites its module state to the trainable parameters afterwards.
@@ -29,6 +32,11 @@ ENGINE_TAG = "zero"
 STATE = "state.json"
 CONFIG_FILE = "sqltrain_config.yaml"
 PROMPT_FILE = "prompt.json"
+TRAINING_FILE = "training.json"
+
+
+class DivergedAdapterError(ValueError):
+    """The adapter comes from a training run that diverged; the message says where and why."""
 
 
 def trainable(model) -> dict[str, Any]:
@@ -95,12 +103,32 @@ def read_state(ckpt_dir: Path) -> dict[str, Any]:
     return json.loads((ckpt_dir / STATE).read_text())
 
 
-def install_adapter(checkpoint, dest: Path) -> Path:
-    """Copy the adapter of a Ray checkpoint (local or remote storage) to dest, atomically."""
+def install_adapter(checkpoint, dest: Path, training: dict[str, Any]) -> Path:
+    """Copy the adapter of a Ray checkpoint (local or remote storage) to dest with `training`
+    as training.json, atomically."""
     with checkpoint.as_directory() as d:
         src = Path(d) / ADAPTER
         if not (src / "adapter_config.json").exists():
             raise RuntimeError(f"checkpoint {checkpoint.path} has no adapter/ directory")
         with atomic_dir(dest) as tmp:
             shutil.copytree(src, tmp, dirs_exist_ok=True)
+            atomic_write_json(Path(tmp) / TRAINING_FILE, training)
     return dest
+
+
+def check_adapter_trusted(adapter: Path) -> None:
+    """Raise DivergedAdapterError when the adapter's training.json says its run diverged.
+    Adapters without training.json (written before it existed, or by hand) pass."""
+    path = Path(adapter) / TRAINING_FILE
+    if not path.exists():
+        return
+    try:
+        training = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DivergedAdapterError(f"{path}: unreadable ({e})") from None
+    if training.get("diverged"):
+        exported = training.get("exported") or {}
+        raise DivergedAdapterError(
+            f"{adapter}: its training run diverged ({training['diverged']}); it is that run's best "
+            f"finite checkpoint (step {exported.get('step')}). Fix the run and train again, or pass that "
+            f"checkpoint explicitly: --adapter {exported.get('path')}/{ADAPTER}")

@@ -27,9 +27,11 @@ def handle(args: argparse.Namespace) -> int:
     from sqltrain.train.driver import run_training
 
     result = run_training(load_config(args.config, args.overrides))
-    m = result.metrics
-    print(f"trained {result.steps} steps: loss {m['loss']:.4f}, dev loss {m['dev_loss']:.4f}")
+    m, e = result.metrics, result.exported
+    print(f"trained {result.steps} steps: loss {m['loss']:.4f}, dev loss {m['dev_loss']:.4f}, "
+          f"{result.skipped_steps} step(s) skipped for non-finite gradients")
     print(f"metrics:     {result.metrics_path}")
     print(f"checkpoints: {result.checkpoint_dir}")
-    print(f"adapter:     {result.adapter_dir}")
+    print(f"adapter:     {result.adapter_dir} (checkpoint of step {e['step']}, dev loss {e['dev_loss']:.4f}, "
+          f"train.export={e['policy']})")
     return 0

@@ -43,3 +43,28 @@ def deepspeed_config(cfg: Config, world_size: int, dtype_name: str) -> dict[str,
         "steps_per_print": _HUGE,
         "wall_clock_breakdown": False,
     }
+
+
+def skip_nonfinite_steps(engine) -> None:
+    """Make DeepSpeed skip every optimizer step whose global gradient norm is not finite, using
+    the norm that gradient clipping computes anyway (one host sync per step, no extra kernels).
+
+    DeepSpeed's ZeRO-1/2 optimizer already does this in fp16 and fp32, and ZeRO-3 and its bf16
+    optimizer always do; ZeRO-1/2 in bf16 only does it when `bf16.check_grad_overflow` is on,
+    a flag that also scans every gradient tensor for inf/NaN (an amax + amin per tensor: 16% of
+    an 8B QLoRA step on an H200). With neither, a non-finite norm makes the clip factor 0 and
+    inf * 0 = NaN: one bad step poisons the LoRA weights for good (the Qwen2.5-0.5B recipe went
+    NaN at step ~390 that way). So the flag goes on and the per-tensor scan becomes a no-op;
+    the norm test remains, and a skipped step is a DeepSpeed overflow like any other
+    (no update, no LR-scheduler step, `engine.was_step_applied()` is False)."""
+    from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+
+    opt = engine.optimizer
+    if isinstance(opt, DeepSpeedZeroOptimizer) and not opt.check_grad_overflow:
+        opt.check_grad_overflow = True
+        opt.check_overflow = _no_tensor_scan.__get__(opt)
+
+
+def _no_tensor_scan(self, partition_gradients: bool = True) -> None:
+    # DeepSpeedZeroOptimizer.step() calls this before taking the norm; the norm decides.
+    self.overflow = False

@@ -6,8 +6,12 @@ Everything that can be checked without workers is checked first, so a bad config
 seconds with a message naming the field, not minutes later inside a worker.
 
 Outputs under {run_dir}/train/: metrics.jsonl (one row per report, from rank 0), checkpoints/
-(Ray Train run folder, unless cluster.storage_path points elsewhere), adapter/ (the final
-adapter, a PEFT dir), summary.json.
+(Ray Train run folder, unless cluster.storage_path points elsewhere), adapter/ (the exported
+adapter, a PEFT dir: the best checkpoint by dev loss unless train.export=last), summary.json.
+
+A run that diverges (train.max_skipped_steps non-finite steps in a row, or a non-finite dev
+loss) stops early; its best finite checkpoint is still exported, marked as coming from a
+diverged run (generation refuses it), and run_training raises TrainingDiverged.
 """
 
 from __future__ import annotations
@@ -21,29 +25,38 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from sqltrain.train import faults
 from sqltrain.train.data import SplitInfo, inspect_split, read_split
 
 from ray.train import UserCallback
 
-FAIL_ENV = "SQLTRAIN_FAIL_AT_STEP"
-"""Test-only fault injection: see sqltrain.train.worker (a worker os._exit()s after that step)."""
 RUN_NAME = "checkpoints"
 # Sections whose change makes old checkpoints meaningless to resume from.
 RESUME_SECTIONS = ("model", "lora", "quantization", "deepspeed", "train", "prompt")
 
 
+class TrainingDiverged(RuntimeError):
+    """Training stopped early because it diverged; the message names the step and the knobs."""
+
+
 @dataclass
 class TrainResult:
     adapter_dir: str
-    """The final adapter (PEFT dir + sqltrain_config.yaml + prompt.json)."""
+    """The exported adapter (PEFT dir + sqltrain_config.yaml + prompt.json + training.json)."""
+    exported: dict[str, Any]
+    """Which checkpoint the adapter is: {"which": best|last, "step", "dev_loss", "path"}."""
     checkpoint_dir: str
     """The last checkpoint (local path or storage URI)."""
     best_checkpoint_dir: str | None
-    """The checkpoint with the lowest dev loss among those kept."""
+    """The checkpoint with the lowest finite dev loss among those kept."""
     metrics: dict[str, Any]
-    """Metrics of the last report (step, loss, dev_loss, tokens_per_s, ...)."""
+    """Metrics of the last report (step, loss, dev_loss, tokens_per_s, skipped_steps, ...)."""
     metrics_path: str
     steps: int
+    skipped_steps: int
+    """Optimizer steps skipped for a non-finite gradient norm."""
+    diverged: str | None = None
+    """Why and where the run stopped early, or None when it ran to the end."""
 
 
 @dataclass(frozen=True)
@@ -79,21 +92,40 @@ def plan_steps(cfg: Config, train: SplitInfo, dev: SplitInfo) -> Plan:
     return Plan(total_steps=total, steps_per_epoch=steps_per_epoch, train=train, dev=dev, dev_rows=dev_rows)
 
 
-def _check_resumable(cfg: Config) -> None:
-    """Refuse to resume checkpoints written under a different training config.
+def shards_fingerprint(cfg: Config) -> str | None:
+    """The prepared shards' fingerprint from {run_dir}/data/manifest.json (None without one)."""
+    manifest = Path(cfg.run_dir) / "data" / "manifest.json"
+    if "://" in cfg.run_dir or not manifest.exists():
+        return None
+    try:
+        return json.loads(manifest.read_text()).get("fingerprint")
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{manifest}: unreadable ({e}); run `sqltrain prepare` again") from None
 
-    Ray Train resumes any run whose folder holds checkpoints; run.json records which training
-    config wrote them. Without checkpoints (e.g. a first attempt that failed early) the config
-    may change freely.
+
+def run_id(cfg: Config) -> str:
+    """Identity of a training run: the training config plus the shards it reads. Checkpoints
+    are resumed only by the same run id."""
+    import hashlib
+
+    key = json.dumps([cfg.content_hash(*RESUME_SECTIONS), shards_fingerprint(cfg)])
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _check_resumable(cfg: Config) -> None:
+    """Refuse to resume checkpoints written by another run (other training config or shards).
+
+    Ray Train resumes any run whose folder holds checkpoints; run.json records which run wrote
+    them. Without checkpoints (e.g. a first attempt that failed early) the config may change freely.
     """
     marker = train_dir(cfg) / "run.json"
-    digest = cfg.content_hash(*RESUME_SECTIONS)
+    digest = run_id(cfg)
     local_run = train_dir(cfg) / RUN_NAME / "checkpoint_manager_snapshot.json"
     has_checkpoints = local_run.exists() if cfg.cluster.storage_path is None else marker.exists()
     if has_checkpoints and marker.exists() and json.loads(marker.read_text())["config_hash"] != digest:
         raise ConfigError(
-            f"{train_dir(cfg)} holds checkpoints of a different training config (sections "
-            f"{', '.join(RESUME_SECTIONS)}); use another run_dir or delete that folder"
+            f"{train_dir(cfg)} holds checkpoints of another run (its training config — sections "
+            f"{', '.join(RESUME_SECTIONS)} — or its prepared shards differ); use another run_dir or delete that folder"
         )
     atomic_write_json(marker, {"config_hash": digest})
 
@@ -109,6 +141,10 @@ def preflight(cfg: Config) -> Plan:
         # partition when DeepSpeed saves a checkpoint; on GPUs this combination works.
         raise ConfigError("deepspeed.stage=3 with quantization.method=nf4 needs GPUs (train.use_gpu=true); "
                           "on CPU use stage 2 or quantization.method=none")
+    try:
+        faults.parse(os.environ.get(faults.ENV))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     plan = plan_steps(cfg, inspect_split(cfg.run_dir, cfg.data.train_split), inspect_split(cfg.run_dir, cfg.data.eval_split))
     try:  # after the cheap checks: this may dequantize a GGUF or materialise a random preset
         check_model_source(cfg.model)
@@ -139,24 +175,20 @@ class MetricsLog(UserCallback):
         atomic_write_jsonl(self.path, self.rows)
 
 
-def _fail_at_step() -> int | None:
-    value = os.environ.get(FAIL_ENV)
-    return int(value) if value else None
-
-
 def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
     """The TorchTrainer for cfg (ScalingConfig, RunConfig, datasets) without running it."""
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from sqltrain.train.worker import train_loop_per_worker
+    from sqltrain.train.worker import WorkerPlan, train_loop_per_worker
 
     t, out = cfg.train, train_dir(cfg)
     resources = {"CPU": t.cpus_per_worker} | ({"GPU": t.gpus_per_worker} if t.use_gpu else {})
     remote = cfg.cluster.storage_path is not None
     run_config = RunConfig(
-        # Shared storage holds many runs: name each by its run_dir; locally run_dir/train is ours.
-        name=Path(cfg.run_dir).name if remote else RUN_NAME,
+        # Shared storage holds many runs: each is named by its run_dir and its run id, so two runs
+        # never resume each other's checkpoints; locally run_dir/train is ours alone.
+        name=f"{Path(cfg.run_dir).name}-{run_id(cfg)}" if remote else RUN_NAME,
         storage_path=cfg.cluster.storage_path if remote else str(out),
         failure_config=FailureConfig(max_failures=t.max_failures),
         checkpoint_config=CheckpointConfig(
@@ -168,41 +200,90 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
         train_loop_per_worker,
         train_loop_config={
             "config": cfg.to_dict(),
-            "plan": {"total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch},
-            "fail_at_step": _fail_at_step(),
+            "plan": WorkerPlan(total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch),
+            "faults": os.environ.get(faults.ENV, ""),
         },
         scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
         run_config=run_config,
         datasets={"train": read_split(plan.train), "dev": read_split(plan.dev, limit=plan.dev_rows)},
         # The dev rows go whole to every worker, which takes its own slice (see worker._dev_batches).
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        dataset_config=DataConfig(datasets_to_split=["train"], execution_options=_ordered_ingest()),
     )
 
 
-def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
-    """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are."""
+def _ordered_ingest():
+    """Ray Data's ingest options with preserve_order: each worker gets the same rows in the same
+    order on every run, so a resumed run skips exactly the micro batches it had trained on."""
+    from ray.train import DataConfig
 
+    options = DataConfig.default_ingest_options()
+    options.preserve_order = True
+    return options
+
+
+def _dev_loss_key(metrics: dict[str, Any]) -> float:
+    """Sort key of a checkpoint by dev loss: a missing or non-finite one never counts as best."""
+    value = metrics.get("dev_loss")
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else math.inf
+
+
+def pick_export(cfg: Config, result) -> tuple[Any, dict[str, Any]]:
+    """(checkpoint, its metrics) that becomes the adapter: train.export=best picks the lowest
+    finite dev loss among the kept checkpoints, last the latest one."""
+    kept = [(c, m) for c, m in result.best_checkpoints if math.isfinite(_dev_loss_key(m))]
+    if cfg.train.export == "best" and kept:
+        return min(kept, key=lambda cm: _dev_loss_key(cm[1]))
+    latest = [(c, m) for c, m in result.best_checkpoints if c.path == result.checkpoint.path]
+    return result.checkpoint, (latest[0][1] if latest else dict(result.metrics or {}))
+
+
+def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
+    """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are.
+    Raises TrainingDiverged (after exporting the best finite checkpoint) when the run diverged."""
     from sqltrain.model.loading import with_absolute_paths
-    from sqltrain.train.checkpoints import install_adapter
+    from sqltrain.raycluster import ensure_ray
 
     cfg = cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
     plan = preflight(cfg)
-    from sqltrain.raycluster import ensure_ray
-
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     result = build_trainer(cfg, plan, callbacks).fit()
+    rows = read_jsonl(train_dir(cfg) / "metrics.jsonl") if (train_dir(cfg) / "metrics.jsonl").exists() else []
+    last = rows[-1] if rows else {}
+    diverged = last.get("diverged")
     if result.checkpoint is None:
+        if diverged:
+            raise TrainingDiverged(f"training diverged at {diverged} before any checkpoint; {_KNOBS}")
         raise RuntimeError(f"training finished without a checkpoint; see {result.path}")
+    summary = _export(cfg, plan, result, last, diverged)
+    if diverged:
+        raise TrainingDiverged(
+            f"training diverged at {diverged}; exported the best finite checkpoint (step "
+            f"{summary.exported['step']}) to {summary.adapter_dir}, marked diverged; {_KNOBS}")
+    return summary
+
+
+_KNOBS = "lower train.lr, raise train.warmup_ratio or lower train.max_grad_norm, or try train.compile=false"
+
+
+def _export(cfg: Config, plan: Plan, result, last: dict[str, Any], diverged: str | None) -> TrainResult:
+    """Install the chosen checkpoint's adapter (with training.json) and write summary.json."""
+    from sqltrain.train.checkpoints import install_adapter
+
     out = train_dir(cfg)
-    adapter = install_adapter(result.checkpoint, out / "adapter")
-    best = min(result.best_checkpoints, key=lambda cm: cm[1]["dev_loss"], default=None)
+    chosen, chosen_metrics = pick_export(cfg, result)
+    kept = [(c, m) for c, m in result.best_checkpoints if math.isfinite(_dev_loss_key(m))]
+    best = min(kept, key=lambda cm: _dev_loss_key(cm[1]), default=None)
+    exported = {"policy": cfg.train.export, "step": chosen_metrics.get("step"),
+                "dev_loss": chosen_metrics.get("dev_loss"), "path": chosen.path,
+                "is_last": chosen.path == result.checkpoint.path}
+    training = {"run_id": run_id(cfg), "exported": exported, "skipped_steps": last.get("skipped_steps", 0),
+                "steps": last.get("step"), "planned_steps": plan.total_steps, "diverged": diverged}
+    adapter = install_adapter(chosen, out / "adapter", training)
     summary = TrainResult(
-        adapter_dir=str(adapter),
-        checkpoint_dir=result.checkpoint.path,
-        best_checkpoint_dir=best[0].path if best else None,
-        metrics=dict(result.metrics or {}),
-        metrics_path=str(out / "metrics.jsonl"),
-        steps=plan.total_steps,
+        adapter_dir=str(adapter), exported=exported, checkpoint_dir=result.checkpoint.path,
+        best_checkpoint_dir=best[0].path if best else None, metrics=last,
+        metrics_path=str(out / "metrics.jsonl"), steps=plan.total_steps,
+        skipped_steps=int(last.get("skipped_steps", 0)), diverged=diverged,
     )
     atomic_write_json(out / "summary.json", asdict(summary))
     return summary

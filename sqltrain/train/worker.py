@@ -5,26 +5,71 @@ rebuilds the typed config, loads the base model on this worker's device, attache
 it with DeepSpeed and trains, resuming from `ray.train.get_checkpoint()` when Ray restarts it.
 
 config_dict keys (built by sqltrain.train.driver):
-  config        the resolved Config as a dict
-  plan          {"total_steps", "steps_per_epoch"} computed once by the driver from the shards
-  fail_at_step  test-only fault injection: when set, the last-ranked worker kills its own
-                process (os._exit) right after that optimizer step, on the first attempt only
-                (no checkpoint restored yet). The driver fills it from $SQLTRAIN_FAIL_AT_STEP.
+  config   the resolved Config as a dict
+  plan     a `WorkerPlan` (optimizer steps in all and per epoch), computed once by the driver
+  faults   test-only fault injection spec (sqltrain.train.faults), "" in real runs
+
+Every rank takes the same decisions at the same step (skip, stop, report, save): they are made
+on values that are already identical across ranks (the all-reduced gradient norm and dev loss,
+the step counter), so the collectives inside DeepSpeed and `ray.train.report` stay in step.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from sqltrain.config import Config, config_from_dict
 from sqltrain.train import checkpoints as ck
-from sqltrain.train.data import load_rows, micro_batch_stream, pad_batch
+from sqltrain.train import faults
+from sqltrain.train.data import IGNORE_INDEX, load_rows, micro_batch_stream, pad_batch
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    total_steps: int
+    steps_per_epoch: int
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores, plus the counters of the non-finite guard."""
+
+    step: int = 0
+    """Optimizer steps taken (skipped ones included: they consumed their batches)."""
+    tokens: int = 0
+    """Non-pad input tokens trained on, over all ranks."""
+    skipped_steps: int = 0
+    consecutive_skips: int = 0
+    resumed_from: int | None = None
+
+
+class Window:
+    """Sums between two reports, on the device (no host sync per step): token-weighted loss
+    (loss x target tokens), target tokens, input tokens, applied steps."""
+
+    def __init__(self, device):
+        import torch
+
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        self.started = time.perf_counter()
+
+    @staticmethod
+    def step_sums(loss, batch):
+        import torch
+
+        targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().double()  # HF shifts labels by one
+        return torch.stack([loss.detach().double() * targets, targets, batch["attention_mask"].sum().double(),
+                            torch.ones((), dtype=torch.float64, device=targets.device)])
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.started = time.perf_counter()
 
 
 def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
@@ -32,27 +77,29 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     import torch
 
     cfg = config_from_dict(config_dict["config"])
-    plan = config_dict["plan"]
+    plan: WorkerPlan = config_dict["plan"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
     if device.type == "cpu":
         # Small CPU hosts: one math thread per worker, or the workers fight over the cores.
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
-    engine = build_engine(cfg, device, plan["total_steps"], world)
-    state = {"step": 0, "tokens": 0, "resumed_from": None}
+    engine = build_engine(cfg, device, plan.total_steps, world)
+    state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
             saved = ck.restore_engine(engine, Path(d))
-        state.update(step=saved["step"], tokens=saved["tokens"], resumed_from=saved["step"])
+        state = TrainState(step=saved["step"], tokens=saved["tokens"], skipped_steps=saved.get("skipped_steps", 0),
+                           resumed_from=saved["step"])
     dev_batches = _dev_batches(cfg, rank, world, device)
     stream = micro_batch_stream(
-        ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan["steps_per_epoch"] * cfg.train.grad_accum,
-        cfg.train.seed, skip=state["step"] * cfg.train.grad_accum, device=device,
+        ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan.steps_per_epoch * cfg.train.grad_accum,
+        cfg.train.seed, skip=state.step * cfg.train.grad_accum, device=device,
     )
-    fail_at = config_dict["fail_at_step"] if checkpoint is None and rank == world - 1 else None
-    _train(engine, cfg, plan, stream, dev_batches, state, fail_at, rank)
+    faults.install(faults.parse(config_dict["faults"]), engine.module, state, rank, world,
+                   first_attempt=checkpoint is None)
+    train(engine, cfg, plan, stream, dev_batches, state, rank, world)
 
 
 def build_engine(cfg: Config, device, total_steps: int, world_size: int):
@@ -62,7 +109,7 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
     from transformers import get_cosine_schedule_with_warmup
 
     from sqltrain.model.loading import attach_lora, compute_dtype, load_base_model
-    from sqltrain.train.deepspeed_cfg import deepspeed_config
+    from sqltrain.train.deepspeed_cfg import deepspeed_config, skip_nonfinite_steps
 
     torch.manual_seed(cfg.train.seed)  # identical LoRA init on every rank
     if device.type == "cuda":
@@ -81,6 +128,8 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
         args=args, model=model, optimizer=optimizer, lr_scheduler=scheduler,
         config=deepspeed_config(cfg, world_size, dtype_name),
     )
+    if cfg.train.skip_nonfinite:
+        skip_nonfinite_steps(engine)
     if compile_enabled(cfg):
         from accelerate.utils import compile_regions_deepspeed
 
@@ -110,6 +159,62 @@ def _dev_batches(cfg: Config, rank: int, world: int, device) -> list[dict]:
     return [pad_batch(rows[i:i + mb], device) for i in range(0, len(rows), mb)]
 
 
+def train(engine, cfg: Config, plan: WorkerPlan, stream, dev_batches, state: TrainState, rank: int, world: int) -> None:
+    """Optimizer steps from state.step to plan.total_steps; stops early when training diverges.
+
+    A step whose global gradient norm is not finite is skipped by DeepSpeed (no update, no LR
+    step; see deepspeed_cfg.skip_nonfinite_steps) and counted here; train.max_skipped_steps
+    skips in a row stop the run, as does a non-finite dev loss."""
+    t = cfg.train
+    window = Window(engine.device)
+    while state.step < plan.total_steps:
+        _seed_step(t.seed, state.step, rank)
+        step_sums, shapes = 0, []
+        for _ in range(t.grad_accum):
+            batch = next(stream)
+            loss = engine(**batch).loss
+            engine.backward(loss)
+            # Collective: at the accumulation boundary DeepSpeed reduces the gradients across
+            # ranks, all-reduces their norm, and applies (or skips) the optimizer step.
+            engine.step()
+            step_sums = step_sums + Window.step_sums(loss, batch)
+            shapes.append(tuple(batch["input_ids"].shape))
+        state.step += 1
+        if engine.was_step_applied():
+            state.consecutive_skips = 0
+            window.sums += step_sums
+        else:
+            stop = _skipped(cfg, state, step_sums, shapes, rank)
+            if stop:
+                return _report(engine, cfg, plan, dev_batches, state, window, rank, world, diverged=stop)
+        if _is_report_step(cfg, plan, state.step):
+            if _report(engine, cfg, plan, dev_batches, state, window, rank, world) is not None:
+                return
+            window.reset()  # reports, dev loss and checkpoints stay out of tokens/s
+
+
+def _seed_step(seed: int, step: int, rank: int) -> None:
+    """Dropout masks as a function of (seed, step, rank): a resumed run draws the same ones."""
+    import torch
+
+    torch.manual_seed(seed * 1_000_003 + step * 1_009 + rank)
+
+
+def _skipped(cfg: Config, state: TrainState, step_sums, shapes: list, rank: int) -> str | None:
+    """Count a skipped step and log it; the reason to stop when too many came in a row."""
+    state.skipped_steps += 1
+    state.consecutive_skips += 1
+    loss_sum, targets = step_sums[0].item(), step_sums[1].item()
+    if rank == 0:
+        print(f"[sqltrain] step {state.step}: non-finite gradient norm, optimizer step skipped "
+              f"(loss {loss_sum / max(targets, 1):.4g}, micro batches {shapes}; "
+              f"{state.consecutive_skips} in a row, {state.skipped_steps} in all)", flush=True)
+    if state.consecutive_skips < cfg.train.max_skipped_steps:
+        return None
+    return (f"{state.consecutive_skips} optimizer steps in a row had non-finite gradients "
+            f"(train.max_skipped_steps={cfg.train.max_skipped_steps})")
+
+
 def dev_loss(engine, batches: list[dict]) -> float:
     """Token-weighted mean loss over every rank's dev batches."""
     import torch
@@ -119,35 +224,16 @@ def dev_loss(engine, batches: list[dict]) -> float:
     engine.eval()
     with torch.no_grad():
         for b in batches:
-            n = (b["labels"][:, 1:] != -100).sum()
+            n = (b["labels"][:, 1:] != IGNORE_INDEX).sum()
             totals += torch.stack([engine(**b).loss.double() * n, n.double()])
     engine.train()
-    dist.all_reduce(totals)
+    dist.all_reduce(totals)  # collective: every rank's dev share
     return (totals[0] / totals[1].clamp(min=1)).item()
 
 
-def _train(engine, cfg: Config, plan: dict, stream, dev_batches, state: dict, fail_at: int | None, rank: int) -> None:
-    """Optimizer steps from state["step"] to the planned total, reporting as configured."""
-    import torch
-
+def _is_report_step(cfg: Config, plan: WorkerPlan, step: int) -> bool:
     t = cfg.train
-    window = torch.zeros(3, dtype=torch.float64, device=engine.device)  # loss sum, micro batches, tokens
-    started = time.perf_counter()
-    while state["step"] < plan["total_steps"]:
-        for _ in range(t.grad_accum):
-            batch = next(stream)
-            loss = engine(**batch).loss
-            engine.backward(loss)
-            engine.step()
-            window += torch.stack([loss.detach().double(), torch.ones((), dtype=torch.float64, device=loss.device),
-                                   batch["attention_mask"].sum().double()])
-        state["step"] += 1
-        if fail_at is not None and state["step"] == fail_at:
-            os._exit(1)
-        if _is_report_step(cfg, plan, state["step"]):
-            _report(engine, cfg, plan, dev_batches, state, window, _elapsed(started, engine.device), rank)
-            window.zero_()
-            started = time.perf_counter()  # reports, dev loss and checkpoints stay out of tokens/s
+    return step == plan.total_steps or any(step % n == 0 for n in (t.log_every, t.eval_every, t.save_every))
 
 
 def _elapsed(started: float, device) -> float:
@@ -159,36 +245,56 @@ def _elapsed(started: float, device) -> float:
     return time.perf_counter() - started
 
 
-def _is_report_step(cfg: Config, plan: dict, step: int) -> bool:
-    t = cfg.train
-    return step == plan["total_steps"] or any(step % n == 0 for n in (t.log_every, t.eval_every, t.save_every))
-
-
-def _report(engine, cfg: Config, plan: dict, dev_batches, state: dict, window, seconds: float, rank: int) -> None:
-    """One ray.train.report (a barrier: every rank reaches it at the same step), with the dev
-    loss at eval/save steps and a checkpoint at save steps and at the end."""
+def _report(engine, cfg: Config, plan: WorkerPlan, dev_batches, state: TrainState, window: Window, rank: int,
+            world: int, diverged: str | None = None) -> str | None:
+    """One ray.train.report (a barrier: every rank reaches it at the same step), with the dev loss
+    at eval/save steps and a checkpoint at save steps and at the end. Returns the reason to stop
+    (reported as `diverged`) when the run must not go on, else None."""
     import ray.train
     import torch
     import torch.distributed as dist
 
-    t, step = cfg.train, state["step"]
-    save = step == plan["total_steps"] or step % t.save_every == 0
-    dist.all_reduce(window)
-    loss_sum, micro, tokens = window.tolist()
-    state["tokens"] += int(tokens)
+    t, step = cfg.train, state.step
+    seconds = _elapsed(window.started, engine.device)
+    dist.all_reduce(window.sums)  # collective: loss and token sums of every rank
+    loss_sum, targets, tokens, applied = window.sums.tolist()
+    state.tokens += int(tokens)
     metrics = {
-        "step": step, "epoch": round(step / plan["steps_per_epoch"], 4), "loss": loss_sum / max(micro, 1),
+        "step": step, "epoch": round(step / plan.steps_per_epoch, 4),
+        "loss": loss_sum / targets if targets else None,  # token-weighted, as the dev loss
         "lr": engine.get_lr()[0], "grad_norm": _grad_norm(engine), "tokens_per_s": tokens / max(seconds, 1e-9),
-        "tokens": state["tokens"], "resumed_from": state["resumed_from"],
+        "tokens": state.tokens, "skipped_steps": state.skipped_steps, "resumed_from": state.resumed_from,
     }
     if engine.device.type == "cuda":
         metrics["max_mem_gb"] = torch.cuda.max_memory_allocated(engine.device) / 2**30
-    if save or step % t.eval_every == 0:
+    save = diverged is None and (step == plan.total_steps or step % t.save_every == 0)
+    if diverged is None and (save or step % t.eval_every == 0):
         metrics["dev_loss"] = dev_loss(engine, dev_batches)
+        if not math.isfinite(metrics["dev_loss"]):
+            diverged = f"the dev loss is {metrics['dev_loss']}"
+    if diverged is None and save and not trainable_finite(engine):
+        diverged = "the LoRA weights hold non-finite values"
+    if diverged is not None:
+        metrics["diverged"] = f"step {step}: {diverged}"
+        ray.train.report(metrics)  # no checkpoint: nothing non-finite is ever written
+        return diverged
     if save:
-        _report_checkpoint(engine, cfg, metrics, rank)
+        _report_checkpoint(engine, cfg, metrics, state, rank)
     else:
         ray.train.report(metrics)
+    return None
+
+
+def trainable_finite(engine) -> bool:
+    """True when every trainable tensor is finite on every rank (ZeRO-3 partitions them)."""
+    import torch
+    import torch.distributed as dist
+
+    params = [p for p in engine.module.parameters() if p.requires_grad and p.numel() > 0]
+    local = torch.stack([torch.isfinite(p.detach()).all() for p in params]).all() if params else torch.tensor(True)
+    flag = local.to(engine.device, torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)  # collective: finite everywhere
+    return bool(flag.item())
 
 
 def _grad_norm(engine) -> float | None:
@@ -196,14 +302,14 @@ def _grad_norm(engine) -> float | None:
     return None if norm is None else float(norm)
 
 
-def _report_checkpoint(engine, cfg: Config, metrics: dict, rank: int) -> None:
+def _report_checkpoint(engine, cfg: Config, metrics: dict, state: TrainState, rank: int) -> None:
     import ray.train
 
-    client_state = {"step": metrics["step"], "tokens": metrics["tokens"]}
+    client_state = {"step": state.step, "tokens": state.tokens, "skipped_steps": state.skipped_steps}
     with tempfile.TemporaryDirectory(prefix="sqltrain-ckpt-") as d:
         dest = Path(d)
         ck.write_adapter(engine.module, cfg, dest / ck.ADAPTER, is_writer=rank == 0)
         ck.save_engine(engine, dest, client_state)
         if rank == 0:
-            ck.write_state(dest, {k: metrics[k] for k in ("step", "epoch", "loss", "dev_loss", "tokens")})
+            ck.write_state(dest, {k: metrics[k] for k in ("step", "epoch", "loss", "dev_loss", "tokens", "skipped_steps")})
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
