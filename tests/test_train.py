@@ -377,6 +377,7 @@ def test_an_inf_gradient_step_is_skipped_counted_and_training_finishes(tmp_path,
     assert result.skipped_steps == 1 and result.diverged is None
     assert _finite_adapter(Path(result.adapter_dir))
     assert rows[-1]["loss"] < rows[0]["loss"]  # it went on learning after the skipped step
+    assert (run / "train" / "nonfinite" / "step-2-rank-1.pt").exists()  # kept for diagnose_nonfinite.py
 
 
 def np_finite(x) -> bool:

@@ -133,6 +133,12 @@ def build_engine(cfg: Config, device, total_steps: int, world_size: int):
     if compile_enabled(cfg):
         from accelerate.utils import compile_regions_deepspeed
 
+        # All decoder blocks share one code object, and Dynamo keeps one entry per variant of
+        # it: block 0's input needs no grad but the others' do, the dev loss runs without grad
+        # and with a smaller last batch, and each of these is first compiled for one sequence
+        # length before it goes dynamic. That is ~10 entries, over Dynamo's default limit of 8
+        # (past it, blocks silently run eager); 64 leaves room.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         # In place (module.compile()), after DeepSpeed has added its hooks: parameter names and
         # the adapter's state dict stay as they were.
         compile_regions_deepspeed(engine.module)
@@ -169,9 +175,10 @@ def train(engine, cfg: Config, plan: WorkerPlan, stream, dev_batches, state: Tra
     window = Window(engine.device)
     while state.step < plan.total_steps:
         _seed_step(t.seed, state.step, rank)
-        step_sums, shapes = 0, []
+        step_sums, shapes, batches = 0, [], []
         for _ in range(t.grad_accum):
             batch = next(stream)
+            batches.append(batch)
             loss = engine(**batch).loss
             engine.backward(loss)
             # Collective: at the accumulation boundary DeepSpeed reduces the gradients across
@@ -185,6 +192,7 @@ def train(engine, cfg: Config, plan: WorkerPlan, stream, dev_batches, state: Tra
             window.sums += step_sums
         else:
             stop = _skipped(cfg, state, step_sums, shapes, rank)
+            _keep_batches(cfg, state, rank, batches)
             if stop:
                 return _report(engine, cfg, plan, dev_batches, state, window, rank, world, diverged=stop)
         if _is_report_step(cfg, plan, state.step):
@@ -213,6 +221,22 @@ def _skipped(cfg: Config, state: TrainState, step_sums, shapes: list, rank: int)
         return None
     return (f"{state.consecutive_skips} optimizer steps in a row had non-finite gradients "
             f"(train.max_skipped_steps={cfg.train.max_skipped_steps})")
+
+
+MAX_KEPT_BATCHES = 4
+"""Skipped steps whose batches are saved for diagnosis (benchmarks/diagnose_nonfinite.py)."""
+
+
+def _keep_batches(cfg: Config, state: TrainState, rank: int, batches: list[dict]) -> None:
+    """Save the micro batches of an early skipped step under {run_dir}/train/nonfinite/ so the
+    step can be replayed (eager vs compiled, layer by layer) without the run."""
+    import torch
+
+    if state.skipped_steps > MAX_KEPT_BATCHES:
+        return
+    out = Path(cfg.run_dir) / "train" / "nonfinite"
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save([{k: v.cpu() for k, v in b.items()} for b in batches], out / f"step-{state.step}-rank-{rank}.pt")
 
 
 def dev_loss(engine, batches: list[dict]) -> float:
