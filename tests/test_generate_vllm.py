@@ -103,7 +103,7 @@ def test_tensor_parallel_resources_and_checks() -> None:
     assert actor_resources(tp(3), {"CPU": 64, "GPU": 8}) == (2, {"num_gpus": 3, "num_cpus": 1})
     with pytest.raises(ConfigError, match="tensor_parallel_size=4 but the cluster has 2 GPU"):
         actor_resources(tp(4), {"CPU": 16, "GPU": 2})
-    with pytest.raises(ConfigError, match="needs generate.engine=vllm"):
+    with pytest.raises(ConfigError, match="tensor_parallel_size > 1 needs the vllm engine"):
         check_engine(load_config(None, ["generate.engine=hf", "generate.tensor_parallel_size=2"]))
 
 
@@ -219,11 +219,13 @@ RAW_OUTPUTS = [
     ("SELECT name FROM t WHERE note = 'a;b' AND x > 1;\nSELECT 2;", "SELECT name FROM t WHERE note = 'a;b' AND x > 1"),
     ("Here is the query:\n\nSELECT a FROM t\n\nExplanation: it selects a.", "SELECT a FROM t"),
     ("SELECT a\nFROM t\nWHERE b = 1\n\nThe query filters on b.", "SELECT a\nFROM t\nWHERE b = 1"),
-    ("SQL: SELECT T1.name FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id;", "SELECT T1.name FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id"),
+    ("SQL: SELECT T1.name FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id;",
+     "SELECT T1.name FROM a AS T1 JOIN b AS T2 ON T1.id = T2.id"),
     ("SELECT avg(age) FROM people -- average; over all\n;", "SELECT avg(age) FROM people -- average; over all"),
     ("CREATE TABLE x (a int);\nSELECT a FROM x;", "CREATE TABLE x (a int)"),  # a schema echo ends at its ';'
     ("```\nSELECT 1\n```", "SELECT 1"),
-    ("SELECT title FROM film WHERE title LIKE '%;%' ORDER BY title", "SELECT title FROM film WHERE title LIKE '%;%' ORDER BY title"),
+    ("SELECT title FROM film WHERE title LIKE '%;%' ORDER BY title",
+     "SELECT title FROM film WHERE title LIKE '%;%' ORDER BY title"),
 ]
 
 
@@ -301,7 +303,8 @@ def test_completion_parsing_and_candidates() -> None:
     from sqltrain.generate.vllm_engine import completion_of
 
     lp = lambda v: SimpleNamespace(logprob=v)  # noqa: E731
-    out = SimpleNamespace(text="SELECT 1;", token_ids=(5, 6, 2), logprobs=[{5: lp(-0.5)}, {6: lp(-0.25)}, {2: lp(-9.0)}])
+    out = SimpleNamespace(text="SELECT 1;", token_ids=(5, 6, 2),
+                          logprobs=[{5: lp(-0.5)}, {6: lp(-0.25)}, {2: lp(-9.0)}])
     assert completion_of(out) == ("SELECT 1;", [5, 6, 2], [-0.5, -0.25, -9.0])
     assert completion_of(SimpleNamespace(text="x", token_ids=[5], logprobs=None)) == ("x", [5], None)
     assert answer_logprob([5, 6, 2], [-0.5, -0.25, -9.0], {2}) == -0.75  # a forced EOS says nothing
@@ -310,5 +313,15 @@ def test_completion_parsing_and_candidates() -> None:
                      {"sql": "SELECT 2", "raw": "```sql\nSELECT 2\n```", "logprob": -1.0}]
     batch = {"index": [4], "id": ["d4"], "db_id": ["x"], "prompt_tokens": [10]}
     cols = prediction_columns(batch, [cands], [4])
-    assert (cols["sql"], cols["raw"], cols["new_tokens"], cols["candidates"]) == (["SELECT 1"], ["SELECT 1;"], [4], [cands])
+    assert (cols["sql"], cols["raw"], cols["new_tokens"]) == (["SELECT 1"], ["SELECT 1;"], [4])
+    assert cols["candidates"] == [cands]
     assert "candidates" not in prediction_columns(batch, [cands[:1]], [3])
+
+
+def test_planned_engine_on_a_cpu_cluster() -> None:
+    from sqltrain.generate.pipeline import planned_engine
+
+    assert planned_engine(load_config(None, []), {"CPU": 2}) == "hf"
+    assert planned_engine(load_config(None, ["generate.use_gpu=true"]), {"CPU": 2}) == "hf"
+    with pytest.raises(ConfigError, match="tensor_parallel_size > 1 needs the vllm engine"):
+        planned_engine(load_config(None, ["generate.tensor_parallel_size=2"]), {"CPU": 2})

@@ -6,7 +6,8 @@
 #   scripts/gpu/fetch-vllm-wheels.sh DEST        (e.g. .whl; never commit wheels)
 #
 # On the host, beside the sqltrain bundle (../shared/gpu/make-bundle.sh: Ray, pydantic, sqlglot):
-#   python3 -m pip install -q --no-index --no-deps --target /tmp/site2 .whl/*.whl && export PYTHONPATH=/tmp/site2:/tmp/site:$PWD
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site2 .whl/*.whl
+#   export PYTHONPATH=/tmp/site2:/tmp/site:$PWD
 #
 # The list is the smallest set found by importing vllm 0.25.0 in a venv holding only the host's
 # packages (docs/benchmarks.md, "vLLM on the GPU host"): vllm's own requirements also name

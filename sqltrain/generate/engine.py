@@ -87,7 +87,8 @@ class SQLGenerator:
         self.tokenizer.padding_side = "left"
         self.model = load_generation_model(self.cfg, adapter, self.device)
         eos = self.model.generation_config.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else []) | {self.tokenizer.eos_token_id}
+        eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        self.eos_ids = eos | {self.tokenizer.eos_token_id}
         self.generation_config = hf_generation_config(self.cfg, sorted(self.eos_ids), self.tokenizer.pad_token_id)
 
     def _decode(self, prompts: list[str]):

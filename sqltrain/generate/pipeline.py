@@ -87,6 +87,10 @@ def build_prompt_rows(cfg: Config, split: str) -> list[dict[str, Any]]:
     return rows
 
 
+TP_NEEDS_VLLM = ("generate.tensor_parallel_size > 1 needs the vllm engine on GPUs (hf runs one device per "
+                 "replica): set generate.engine=vllm and generate.use_gpu=true, or tensor_parallel_size=1")
+
+
 def check_engine(cfg: Config) -> None:
     """Fail before Ray starts on an engine choice that cannot work (one-line ConfigError)."""
     from sqltrain.generate.replica import resolve_engine, vllm_installed
@@ -94,7 +98,7 @@ def check_engine(cfg: Config) -> None:
     if cfg.generate.engine == "vllm":
         resolve_engine("vllm", has_cuda=True, vllm_available=vllm_installed())  # raises when not installed
     if cfg.generate.engine == "hf" and cfg.generate.tensor_parallel_size > 1:
-        raise ConfigError("generate.tensor_parallel_size > 1 needs generate.engine=vllm (hf runs one device per replica)")
+        raise ConfigError(TP_NEEDS_VLLM)
 
 
 def planned_engine(cfg: Config, cluster: dict[str, float]) -> str:
@@ -102,7 +106,10 @@ def planned_engine(cfg: Config, cluster: dict[str, float]) -> str:
     from sqltrain.generate.replica import resolve_engine, vllm_installed
 
     has_gpu = cfg.generate.use_gpu and cluster.get("GPU", 0) >= 1
-    return resolve_engine(cfg.generate.engine, has_cuda=has_gpu, vllm_available=vllm_installed())
+    engine = resolve_engine(cfg.generate.engine, has_cuda=has_gpu, vllm_available=vllm_installed())
+    if engine == "hf" and cfg.generate.tensor_parallel_size > 1:
+        raise ConfigError(TP_NEEDS_VLLM)
+    return engine
 
 
 def actor_resources(cfg: Config, cluster: dict[str, float], log=print) -> tuple[int, dict[str, float]]:
@@ -127,7 +134,8 @@ def actor_resources(cfg: Config, cluster: dict[str, float], log=print) -> tuple[
     return replicas, {"num_cpus": max(1, int(cluster.get("CPU", 1)) // replicas)}
 
 
-def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int, batch_size: int) -> tuple[list[dict[str, Any]], int]:
+def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
+                 batch_size: int) -> tuple[list[dict[str, Any]], int]:
     """(rows in dispatch order, rows per batch). hf: length-sorted batches of batch_size (little
     padding). vllm: one batch per replica (it schedules sequences itself; every extra call
     adds a tail where few sequences run), rows dealt round-robin so the batches are alike."""
