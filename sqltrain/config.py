@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MINI = "mini"  # data.spider_dir value meaning "the embedded mini benchmark"
 
@@ -165,12 +165,72 @@ class TrainConfig(Section):
 
 
 class GenerateConfig(Section):
+    engine: Literal["auto", "hf", "vllm"] = "auto"
+    """Decoding engine of each replica. hf: transformers `generate` on the model as trained
+    (NF4 when quantization.method=nf4, + the PEFT adapter); runs on CPU and GPU. vllm: vLLM
+    on a CUDA GPU, bf16 weights (a GGUF source's dequantized safetensors) + the adapter served
+    as LoRA; needs `pip install 'sqltrain[vllm]'`. The precisions differ, so EX may differ
+    slightly between engines. auto = vllm when it is installed and the replica has a CUDA GPU,
+    else hf."""
     batch_size: int = 16
+    """Prompts per padded hf batch. vllm gets each replica's whole share in one call instead
+    (it schedules sequences continuously, so larger calls only help)."""
     max_new_tokens: int = 256
     num_replicas: int = 1
     """Model replicas (Ray actors); one per GPU on GPU hosts."""
     use_gpu: bool = False
     limit: int | None = None
+    num_candidates: int = 1
+    """Answers sampled per question (needs temperature > 0 when > 1); each prediction then
+    carries a `candidates` list ({sql, raw, logprob}), and its sql/raw are the first one's."""
+    temperature: float = 0.0
+    """0 = greedy decoding; > 0 samples (with top_p)."""
+    top_p: float = 1.0
+    """Nucleus sampling mass, in (0, 1]; used only when temperature > 0."""
+    seed: int = 0
+    """Seed of the sampling (vllm: per question, so answers do not depend on batching)."""
+    tensor_parallel_size: int = 1
+    """vllm: GPUs one replica shards the model over (one node), for models that do not fit
+    one GPU; the cluster's GPUs are split into replicas of this many."""
+    gpu_memory_utilization: float = 0.8
+    """vllm: fraction of each GPU's memory that the replicas on it take together (weights,
+    activations, KV cache); replicas sharing a GPU (num_replicas > GPUs) split it."""
+    vllm_compile: Literal["eager", "cudagraphs", "full"] = "eager"
+    """vllm start-up vs step speed. eager: no torch.compile, no CUDA graphs (fastest start);
+    cudagraphs: CUDA graphs of the decode step captured without compiling (seconds of
+    capture); full: vLLM's default torch.compile + CUDA graphs (tens of seconds of start-up,
+    cached under ~/.cache/vllm, fastest steps). eager by default: a Spider-sized split decodes
+    a few hundred steps, which the start-up of the others would outweigh."""
+
+    @field_validator("num_candidates", "tensor_parallel_size")
+    @classmethod
+    def _at_least_one(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be >= 1, got {v}")
+        return v
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, v: float) -> float:
+        if v < 0:
+            raise ValueError(f"must be >= 0, got {v}")
+        return v
+
+    @field_validator("top_p", "gpu_memory_utilization")
+    @classmethod
+    def _fraction(cls, v: float) -> float:
+        if not 0 < v <= 1:
+            raise ValueError(f"must be in (0, 1], got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _candidates_need_sampling(self) -> GenerateConfig:
+        if self.num_candidates > 1 and self.temperature == 0:
+            raise ValueError(
+                f"num_candidates={self.num_candidates} needs sampling: set generate.temperature > 0 "
+                "(greedy decoding gives one answer)"
+            )
+        return self
 
 
 class EvaluateConfig(Section):

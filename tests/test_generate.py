@@ -142,6 +142,47 @@ def test_adapter_changes_the_model(cfg, adapter_dir, rows) -> None:
     assert tuned.generate(prompts)[0] != base.generate(prompts)[0]
 
 
+def test_sampled_candidates(generator, rows) -> None:
+    """num_candidates > 1 on the hf engine: seeded sampling, first candidate = sql/raw."""
+    from sqltrain.config import config_from_dict
+    from sqltrain.generate.engine import hf_generation_config
+
+    cfg = config_from_dict({**generator.cfg.to_dict(), "generate": {
+        **generator.cfg.generate.model_dump(), "temperature": 1.5, "num_candidates": 3}})
+    greedy = (generator.cfg, generator.generation_config)
+    generator.cfg = cfg
+    generator.generation_config = hf_generation_config(cfg, sorted(generator.eos_ids), generator.tokenizer.pad_token_id)
+    try:
+        batch = {k: [r[k] for r in rows[:2]] for k in rows[0]}
+        out, again = generator(batch), generator(batch)
+    finally:
+        generator.cfg, generator.generation_config = greedy
+    assert out["candidates"] == again["candidates"]  # seeded
+    for cands, sql, raw in zip(out["candidates"], out["sql"], out["raw"]):
+        assert len(cands) == 3 and (cands[0]["sql"], cands[0]["raw"]) == (sql, raw)
+        assert all(c["logprob"] <= 0 for c in cands) and len({c["raw"] for c in cands}) > 1
+    assert "candidates" not in generator(batch)  # greedy again: the columns of today
+
+
+def test_token_logprobs_match_generate_scores(generator, rows) -> None:
+    """The teacher-forced scoring of left-padded outputs equals the logits seen while decoding."""
+    import torch
+    from transformers import GenerationConfig
+
+    tok = generator.tokenizer
+    enc = tok([r["prompt"] for r in rows[:3]], return_tensors="pt", padding=True, add_special_tokens=False)
+    assert (enc["attention_mask"] == 0).any()  # left padding really happens
+    gc = GenerationConfig(do_sample=False, max_new_tokens=6, pad_token_id=tok.pad_token_id, eos_token_id=None,
+                          output_logits=True, return_dict_in_generate=True)
+    with torch.inference_mode():
+        res = generator.model.generate(**enc, generation_config=gc)
+    prompt_len = enc["input_ids"].shape[1]
+    new = res.sequences[:, prompt_len:]
+    expected = torch.stack(res.logits, dim=1).float().log_softmax(-1).gather(-1, new[..., None]).squeeze(-1)
+    got = torch.tensor(generator.token_logprobs(enc, res.sequences, prompt_len))
+    assert torch.allclose(got, expected, atol=1e-4)
+
+
 def test_actor_resources() -> None:
     from sqltrain.generate.pipeline import actor_resources
 
@@ -174,9 +215,12 @@ def test_run_generate_on_ray_then_evaluate(cfg, adapter_dir) -> None:
     from sqltrain.generate.pipeline import build_prompt_rows, generation_config, run_generate
 
     small = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "generate.limit=6"])
+    sampled = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "generate.limit=3", "generate.temperature=1.0",
+                                 "generate.num_candidates=2"])
     try:
         base = run_generate(small, adapter=None, split="dev")
         tuned = run_generate(small, adapter=str(adapter_dir), split="dev")
+        cands = run_generate(sampled, split="dev", out=Path(cfg.run_dir) / "predictions" / "sampled.jsonl")
     finally:
         ray.shutdown()
     assert base == Path(small.run_dir) / "predictions" / "base.jsonl"
@@ -188,6 +232,12 @@ def test_run_generate_on_ray_then_evaluate(cfg, adapter_dir) -> None:
     meta_base = json.loads(base.with_suffix(".meta.json").read_text())
     meta_tuned = json.loads(tuned.with_suffix(".meta.json").read_text())
     assert meta_base["n"] == 6 and meta_tuned["adapter"] == str(adapter_dir)
+    assert meta_base["engine"] == "hf" and meta_base["load_seconds"] > 0 and meta_base["tokens_per_s"] > 0
+    assert 0 < meta_base["generate_seconds"] < meta_base["seconds"]
+    assert "candidates" not in lines[0]
+    sampled_rows = read_jsonl(cands)
+    assert [len(r["candidates"]) for r in sampled_rows] == [2, 2, 2]
+    assert all(r["sql"] == r["candidates"][0]["sql"] and r["candidates"][0]["logprob"] <= 0 for r in sampled_rows)
     # the fine-tuned prompts are the adapter's (its own system message), not the caller's
     adapter_rows = build_prompt_rows(generation_config(small, adapter_dir), "dev")
     assert meta_tuned["prompt_tokens"] == sum(r["prompt_tokens"] for r in adapter_rows) != meta_base["prompt_tokens"]

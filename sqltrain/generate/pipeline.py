@@ -5,12 +5,15 @@
    links schemas and renders prompts exactly as training did; data, generate and cluster stay
    the caller's (which benchmark, how to decode, where to run).
 2. Prompts: `RecordBuilder.generation_prompt` (sqltrain.prep.records), the code path of the training records.
-3. Rows sorted by prompt length (longest first), so each batch holds prompts of similar length
-   and little padding; a long batch first also surfaces out-of-memory at once.
-4. Ray Data `map_batches(SQLGenerator)` with an actor pool: one replica per GPU (replicas share
-   the GPUs when generate.num_replicas is larger), CPU actors when there is no GPU.
-5. predictions.jsonl (index, id, db_id, sql, raw) in split order, written atomically, plus a
-   `<name>.meta.json` beside it (model, adapter, timing).
+3. Rows sorted by prompt length (longest first), so each hf batch holds prompts of similar
+   length and little padding; a long batch first also surfaces out-of-memory at once. The
+   vllm engine gets one batch per replica instead, rows dealt round-robin (`batch_layout`).
+4. Ray Data `map_batches(GenerationReplica)` with an actor pool: one replica per GPU (replicas
+   share the GPUs when generate.num_replicas is larger; one per tensor_parallel_size GPUs),
+   CPU actors when there is no GPU. Each replica picks its engine (generate/replica.py).
+5. predictions.jsonl (index, id, db_id, sql, raw; `candidates` with num_candidates > 1) in split
+   order, written atomically, plus a `<name>.meta.json` beside it (model, adapter, engine,
+   load and generation timing, tokens/s).
 """
 
 from __future__ import annotations
@@ -85,13 +88,44 @@ def build_prompt_rows(cfg: Config, split: str) -> list[dict[str, Any]]:
     return rows
 
 
+TP_NEEDS_VLLM = ("generate.tensor_parallel_size > 1 needs the vllm engine on GPUs (hf runs one device per "
+                 "replica): set generate.engine=vllm and generate.use_gpu=true, or tensor_parallel_size=1")
+
+
+def check_engine(cfg: Config) -> None:
+    """Fail before Ray starts on an engine choice that cannot work (one-line ConfigError)."""
+    from sqltrain.generate.replica import resolve_engine, vllm_installed
+
+    if cfg.generate.engine == "vllm":
+        resolve_engine("vllm", has_cuda=True, vllm_available=vllm_installed())  # raises when not installed
+    if cfg.generate.engine == "hf" and cfg.generate.tensor_parallel_size > 1:
+        raise ConfigError(TP_NEEDS_VLLM)
+
+
+def planned_engine(cfg: Config, cluster: dict[str, float]) -> str:
+    """The engine the replicas will pick (they decide; the driver lays out batches for it)."""
+    from sqltrain.generate.replica import resolve_engine, vllm_installed
+
+    has_gpu = cfg.generate.use_gpu and cluster.get("GPU", 0) >= 1
+    engine = resolve_engine(cfg.generate.engine, has_cuda=has_gpu, vllm_available=vllm_installed())
+    if engine == "hf" and cfg.generate.tensor_parallel_size > 1:
+        raise ConfigError(TP_NEEDS_VLLM)
+    return engine
+
+
 def actor_resources(cfg: Config, cluster: dict[str, float], log=print) -> tuple[int, dict[str, float]]:
     """(replicas, Ray resources per replica) for a cluster's resources (ray.cluster_resources()).
 
     With GPUs: one replica per GPU, or generate.num_replicas spread evenly over them when that
-    is more (replicas sharing a GPU overlap one's Python time with another's kernels).
+    is more (replicas sharing a GPU overlap one's Python time with another's kernels); with
+    generate.tensor_parallel_size = k > 1, one replica per k GPUs.
     Without: generate.num_replicas CPU actors splitting the CPUs."""
     gpus = math.floor(cluster.get("GPU", 0))
+    tp = cfg.generate.tensor_parallel_size
+    if cfg.generate.use_gpu and tp > 1:
+        if gpus < tp:
+            raise ConfigError(f"generate.tensor_parallel_size={tp} but the cluster has {gpus} GPU(s)")
+        return gpus // tp, {"num_gpus": tp, "num_cpus": 1}
     if cfg.generate.use_gpu and gpus >= 1:
         per_gpu = math.ceil(cfg.generate.num_replicas / gpus)  # whole shares, so every replica fits
         return per_gpu * gpus, {"num_gpus": 1 / per_gpu, "num_cpus": 1}
@@ -101,24 +135,43 @@ def actor_resources(cfg: Config, cluster: dict[str, float], log=print) -> tuple[
     return replicas, {"num_cpus": max(1, int(cluster.get("CPU", 1)) // replicas)}
 
 
+def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
+                 batch_size: int) -> tuple[list[dict[str, Any]], int]:
+    """(rows in dispatch order, rows per batch). hf: length-sorted batches of batch_size (little
+    padding). vllm: one batch per replica (it schedules sequences itself; every extra call
+    adds a tail where few sequences run), rows dealt round-robin so the batches are alike."""
+    if engine != "vllm":
+        return rows, batch_size
+    dealt = [rows[i] for k in range(replicas) for i in range(k, len(rows), replicas)]
+    return dealt, max(1, math.ceil(len(rows) / replicas))
+
+
 def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], log=print) -> list[dict[str, Any]]:
     """Run the actor pool over the (length-sorted) rows; returns prediction rows (any order)."""
     import ray
     from tqdm import tqdm
 
-    from sqltrain.generate.engine import SQLGenerator
+    from sqltrain.generate.replica import GenerationReplica
     from sqltrain.raycluster import ensure_ray
 
+    check_engine(cfg)
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
-    replicas, resources = actor_resources(cfg, ray.cluster_resources(), log)
-    log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s), each with {resources}")
+    cluster = ray.cluster_resources()
+    replicas, resources = actor_resources(cfg, cluster, log)
+    engine = planned_engine(cfg, cluster)
+    rows, bs = batch_layout(engine, rows, replicas, cfg.generate.batch_size)
+    log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s) ({engine}), each with {resources}")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # one bar below, counting predictions, instead of Ray's per-operator bars
-    bs = cfg.generate.batch_size
+    # vllm: hand out batches only once every replica has loaded, one at a time, so that
+    # replicas start together and each takes its share (hf keeps Ray Data's defaults).
+    ctx.wait_for_min_actors_s = 3600 if engine == "vllm" else ray.data.context.DEFAULT_WAIT_FOR_MIN_ACTORS_S
+    pool = ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1 if engine == "vllm" else None)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, math.ceil(len(rows) / bs)))
     ds = ds.map_batches(
-        SQLGenerator, fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "adapter": adapter},
-        batch_size=bs, compute=ray.data.ActorPoolStrategy(size=replicas), **resources,
+        GenerationReplica, batch_size=bs, compute=pool, **resources,
+        fn_constructor_kwargs={"cfg_dict": cfg.to_dict(), "adapter": adapter,
+                               "gpu_share": min(1.0, resources.get("num_gpus", 1.0))},
     )
     out: list[dict[str, Any]] = []
     with tqdm(total=len(rows), desc="generate", unit="q", mininterval=1.0) as bar:
@@ -129,8 +182,31 @@ def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], 
 
 
 def _prediction(row: dict[str, Any]) -> dict[str, Any]:
-    return {"index": int(row["index"]), "id": str(row["id"]), "db_id": str(row["db_id"]),
+    pred = {"index": int(row["index"]), "id": str(row["id"]), "db_id": str(row["db_id"]),
             "sql": str(row["sql"]), "raw": str(row["raw"])}
+    if row.get("candidates") is not None:  # generate.num_candidates > 1
+        pred["candidates"] = [{"sql": str(c["sql"]), "raw": str(c["raw"]), "logprob": _number(c["logprob"])}
+                              for c in row["candidates"]]
+    return pred
+
+
+def _number(value) -> float | None:
+    """A float, or None for a missing one (Arrow -> pandas may turn None into NaN)."""
+    return None if value is None or value != value else float(value)
+
+
+def timing(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Engine and timing fields of the meta file, from the replicas' per-batch columns."""
+    engines = sorted({str(r["engine"]) for r in results})
+    span = max(float(r["batch_end"]) for r in results) - min(float(r["batch_start"]) for r in results)
+    new_tokens = sum(int(r["new_tokens"]) for r in results)
+    return {
+        "engine": engines[0] if len(engines) == 1 else engines,
+        "load_seconds": round(max(float(r["load_seconds"]) for r in results), 2),
+        "generate_seconds": round(span, 2),  # first batch start to last batch end, load excluded
+        "tokens_per_s": round(new_tokens / max(span, 1e-9), 1),
+        "predictions_per_s_after_load": round(len(results) / max(span, 1e-9), 3),
+    }
 
 
 def run_generate(cfg: Config, adapter: str | None = None, split: str | None = None, out: Path | None = None,
@@ -140,6 +216,7 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
     split = split or cfg.data.eval_split
     adapter = str(Path(adapter).absolute()) if adapter is not None else None
     gcfg = generation_config(cfg, adapter)
+    check_engine(gcfg)
     if adapter is not None and gcfg.model.name != cfg.model.name:
         log(f"[sqltrain] generate: the adapter was trained on {gcfg.model.name!r}; using it "
             f"(config says {cfg.model.name!r})")
@@ -153,14 +230,17 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
         raise RuntimeError(f"generation returned {len(results)} predictions for {len(rows)} prompts")
     results.sort(key=lambda r: int(r["index"]))
     atomic_write_jsonl(out, [_prediction(r) for r in results])
-    new_tokens = sum(int(r["new_tokens"]) for r in results)
+    gen = gcfg.generate
     atomic_write_json(out.with_suffix(".meta.json"), {
         "split": split, "n": len(results), "model": gcfg.model.name, "adapter": adapter,
-        "quantization": gcfg.quantization.method, "batch_size": gcfg.generate.batch_size,
-        "max_new_tokens": gcfg.generate.max_new_tokens, "num_replicas": gcfg.generate.num_replicas,
+        "quantization": gcfg.quantization.method, "batch_size": gen.batch_size,
+        "max_new_tokens": gen.max_new_tokens, "num_replicas": gen.num_replicas,
+        "num_candidates": gen.num_candidates, "temperature": gen.temperature, "top_p": gen.top_p, "seed": gen.seed,
         "seconds": round(seconds, 2), "prompt_seconds": round(prompt_s, 2),
         "predictions_per_s": round(len(results) / max(seconds - prompt_s, 1e-9), 3),
-        "new_tokens": new_tokens, "prompt_tokens": sum(int(r["prompt_tokens"]) for r in results),
+        "new_tokens": sum(int(r["new_tokens"]) for r in results),
+        "prompt_tokens": sum(int(r["prompt_tokens"]) for r in results),
+        **(timing(results) if results else {}),
     })
     log(f"[sqltrain] generate: {len(results)} predictions in {seconds:.0f}s -> {out}")
     return out
