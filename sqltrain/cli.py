@@ -33,14 +33,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqltrain.config import ConfigError
     from sqltrain.evaluate.predictions import PredictionsError
+    from sqltrain.io import OutputError
+    from sqltrain.raycluster import RayConnectError
     from sqltrain.spider.benchmark import SpiderFormatError
     from sqltrain.train.data import ShardError
 
     # Input errors of any stage (bad config, malformed dataset or predictions, missing or stale
-    # shards) are one line and exit code 2; anything else is a bug and keeps its traceback.
+    # shards, an output path holding someone else's files, an unreachable Ray address) are one
+    # line and exit code 2; anything else is a bug and keeps its traceback.
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SpiderFormatError, PredictionsError, ShardError) as e:
+    except (ConfigError, SpiderFormatError, PredictionsError, ShardError, OutputError, RayConnectError) as e:
         print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
         return 2
 

@@ -42,9 +42,17 @@ _TOKENIZER = Tokenizer()
 
 
 def write_mini_benchmark(dest: str | os.PathLike) -> Path:
-    """Generate the mini benchmark into `dest` (replaced whole, atomically) and return it."""
+    """Generate the mini benchmark into `dest` (replaced whole, atomically) and return it.
+
+    An existing `dest` is replaced only when it is empty or a mini benchmark sqltrain wrote
+    (sqltrain.io.OutputError otherwise: `sqltrain data mini ~/work` must not wipe ~/work).
+    """
+    if not str(dest).strip():
+        from sqltrain.io import OutputError
+
+        raise OutputError("mini benchmark destination is empty: give a directory")
     dest = Path(dest).expanduser().absolute()
-    with atomic_dir(dest) as tmp:
+    with atomic_dir(dest, legacy=lambda d: (d / _STAMP).is_file()) as tmp:
         _generate(tmp)
     return dest
 
