@@ -49,6 +49,7 @@ class QueryProcess:
     def __init__(self, memory_bytes: int = CHILD_MEMORY_BYTES):
         self.memory_bytes = memory_bytes
         self._proc: subprocess.Popen | None = None
+        self._dying: list[subprocess.Popen] = []  # killed children not yet reaped
 
     @property
     def pid(self) -> int | None:
@@ -62,7 +63,7 @@ class QueryProcess:
             _write(proc.stdin, pickle.dumps((str(db_path), sql, timeout_s, max_rows)))
             reply = _read(proc.stdout, start + HARD_TIMEOUT_FACTOR * timeout_s)
         except TimeoutError:
-            self._kill()
+            self._kill(wait=False)  # a child holding a gigabyte takes a while to exit: reap it later
             return ExecResult(None, "timeout", f"killed after {time.monotonic() - start:.1f}s: one uninterruptible "
                               f"SQLite step or compilation ran past the {timeout_s:g}s limit", time.monotonic() - start)
         except (EOFError, OSError):  # the child died: killed by the OS, or out of memory outside SQLite
@@ -75,6 +76,7 @@ class QueryProcess:
         return result
 
     def _ensure(self) -> subprocess.Popen:
+        self._dying = [p for p in self._dying if p.poll() is None]
         if self._proc is None or self._proc.poll() is not None:
             env = dict(os.environ)
             # The child imports this same sqltrain, wherever it was imported from.
@@ -86,7 +88,7 @@ class QueryProcess:
             )
         return self._proc
 
-    def _kill(self) -> int | None:
+    def _kill(self, wait: bool = True) -> int | None:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
@@ -94,9 +96,15 @@ class QueryProcess:
             proc.kill()
         for stream in (proc.stdin, proc.stdout):
             stream.close()
+        if not wait:
+            self._dying.append(proc)
+            return None
         return proc.wait()
 
     def close(self) -> None:
+        for dying in self._dying:
+            dying.wait()
+        self._dying = []
         proc, self._proc = self._proc, None
         if proc is not None:
             proc.stdin.close()  # EOF: the child exits on its own

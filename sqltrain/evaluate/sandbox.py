@@ -187,7 +187,7 @@ class Sandbox:
         except _Refused as e:
             return ExecResult(None, e.kind, str(e), time.monotonic() - start)
         except MemoryError:  # SQLITE_NOMEM: the hard heap limit was reached
-            return ExecResult(None, "too_large", "out of memory (heap limit)", time.monotonic() - start)
+            return ExecResult(None, "too_large", "out of memory (SQLite heap limit or process cap)", time.monotonic() - start)
         except (sqlite3.Error, ValueError, OverflowError) as e:
             kind = self._classify(e)
             message = f"{e} ({self._denied})" if kind == "denied" and self._denied else str(e)
