@@ -527,3 +527,27 @@ def test_14_ex_keeps_distinct_and_docs_say_so(bench, tmp_path):
     assert records[4]["error"] == "wrong_result" and records[4]["exact_match"]  # EM ignores DISTINCT, EX does not
     docs = (REPO / "docs" / "evaluation.md").read_text()
     assert "--keep_distinct" in docs and "keeps DISTINCT" in docs
+
+
+def test_2_a_runaway_gold_query_is_killed_once_for_all_its_items(bench):
+    import time
+
+    from sqltrain.evaluate.isolated import HARD_TIMEOUT_FACTOR, Job, QueryProcess
+
+    db = str(bench / "database" / "shop" / "shop.sqlite")
+    runaway = "SELECT printf('%.*c', 2147483647, 'x')"
+    jobs = [Job(k, runaway, "SELECT 1") for k in range(3)] + [Job(3, GOLD[0], "SELECT count(*) FROM item"),
+                                                              Job(4, GOLD[0], runaway)]
+    process = QueryProcess()
+    try:
+        start = time.monotonic()
+        records = process.score([db], jobs, 1.0, 1000)
+        elapsed = time.monotonic() - start
+    finally:
+        process.close()
+    assert [r["key"] for r in records] == [0, 1, 2, 3, 4]
+    assert [(r["error"], r["gold_error"]) for r in records[:3]] == [("gold_failed", "timeout")] * 3
+    assert records[3]["correct"] and records[3]["gold_rows"] == 1
+    assert records[4]["error"] == "timeout" and records[4]["gold_rows"] == 1 and records[4]["pred_rows"] is None
+    # two kills (the shared gold once, the prediction once), plus starting fresh children
+    assert elapsed < 2 * HARD_TIMEOUT_FACTOR * 1.0 + 3, elapsed

@@ -21,11 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.compare import has_top_level_order_by, results_match
+from sqltrain.evaluate.compare import has_top_level_order_by
 from sqltrain.evaluate.metrics import summarize
-from sqltrain.evaluate.isolated import IsolatedSandbox
 from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions, shown
-from sqltrain.evaluate.sandbox import ExecResult
 from sqltrain.io import atomic_dir, check_replaceable
 
 if TYPE_CHECKING:
@@ -55,51 +53,19 @@ def score_db(
 ) -> list[dict[str, Any]]:
     """Score items of one database on all its variants; each gold query is executed once.
 
-    Queries run in this process's sandbox child (sqltrain.evaluate.isolated), which is killed at
-    its hard deadline and capped in memory.
+    Execution and comparison run in this process's query child (sqltrain.evaluate.isolated:
+    killed at its hard deadline, capped in memory); exact match and hardness, which parse SQL
+    with sqlglot, run here.
     """
-    boxes = [IsolatedSandbox(p, timeout_s=timeout_s, max_rows=max_rows) for p in db_paths]
-    try:
-        out, gold_sql, gold_results = [], None, {}
-        for item in sorted(items, key=lambda it: it.gold):
-            if item.gold != gold_sql:
-                gold_sql, gold_results = item.gold, {}
-            out.append(_score_item(item, boxes, gold_results, schema))
-        return out
-    finally:
-        for box in boxes:
-            box.close()
+    from sqltrain.evaluate.isolated import Job, shared_process
 
-
-def _score_item(item: Item, boxes: list[IsolatedSandbox], gold_results: dict[int, ExecResult], schema) -> dict[str, Any]:
-    order_matters = has_top_level_order_by(item.gold)
-    rec: dict[str, Any] = {"key": item.key, "correct": False, "error": None, "message": "", "gold_error": None}
-    executions = 0
-    for v, box in enumerate(boxes):
-        if v not in gold_results:
-            gold_results[v] = box.execute(item.gold)
-            executions += 1
-        gold, pred = gold_results[v], box.execute(item.pred)
-        executions += 1
-        if v == 0:
-            rec["gold_rows"] = len(gold.rows) if gold.ok else None
-            rec["pred_rows"] = len(pred.rows) if pred.ok else None
-        if not gold.ok:
-            rec.update(error="gold_failed", gold_error=gold.error, message=f"gold: {gold.message}")
-            break
-        if not pred.ok:
-            rec.update(error=pred.error, message=pred.message)
-            break
-        if not results_match(gold.rows, pred.rows, order_matters):
-            rec.update(error="wrong_result", message=f"differs on {Path(box.db_path).name}" if v else "")
-            break
-    else:
-        rec["correct"] = True
-    rec["variants"] = len(boxes)
-    rec["executions"] = executions  # sandbox runs this item cost (gold runs are shared, counted once)
-    rec["exact_match"] = _exact_match(item.pred, item.gold, schema)
-    rec["hardness"] = _hardness(item.gold)
-    return rec
+    ordered = sorted(items, key=lambda it: it.gold)  # the child reuses one gold result per run of equal golds
+    jobs = [Job(it.key, it.gold, it.pred, has_top_level_order_by(it.gold)) for it in ordered]
+    records = shared_process().score(db_paths, jobs, timeout_s, max_rows)
+    for item, rec in zip(ordered, records):
+        rec["exact_match"] = _exact_match(item.pred, item.gold, schema)
+        rec["hardness"] = _hardness(item.gold)
+    return records
 
 
 def _exact_match(pred: str, gold: str, schema) -> bool:
