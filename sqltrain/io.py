@@ -63,7 +63,7 @@ def clean_stale_tmp(path: str | os.PathLike) -> list[Path]:
     tagged = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)@([0-9a-f]{{8}})\.[^.]+\.tmp$")
     untagged = re.compile(rf"^\.{re.escape(path.name)}\.[^.@]+\.tmp$")
     removed = []
-    for p in path.parent.glob(f".{glob_escape(path.name)}.*"):
+    for p in path.parent.glob(f".{_glob_escape(path.name)}.*"):
         m = tagged.match(p.name)
         if m:
             stale = m.group(2) == _host_tag() and not _pid_alive(int(m.group(1)))
@@ -77,7 +77,7 @@ def clean_stale_tmp(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", name)
 
 
@@ -126,7 +126,10 @@ def is_sqltrain_output(path: Path) -> bool:
     if (path / "adapter_config.json").is_file() and (path / "sqltrain_config.yaml").is_file():
         return True
     report = path / "report.md"
-    return report.is_file() and report.read_text(encoding="utf-8", errors="replace").startswith("# sqltrain report")
+    if not report.is_file():
+        return False
+    with open(report, "rb") as f:
+        return f.read(17) == b"# sqltrain report"
 
 
 def check_replaceable(path: str | os.PathLike, legacy: Callable[[Path], bool] | None = None, what: str = "output") -> None:

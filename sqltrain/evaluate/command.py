@@ -43,6 +43,10 @@ def handle(args: argparse.Namespace) -> int:
     from sqltrain.evaluate.metrics import format_summary
     from sqltrain.evaluate.runner import run_evaluate
 
+    if not args.predictions.strip():  # it also names the default --out: refuse before anything else
+        from sqltrain.evaluate.predictions import PredictionsError
+
+        raise PredictionsError("--predictions is empty: give a JSONL or text predictions file")
     overrides = list(args.overrides)
     if args.timeout is not None:
         overrides.append(f"evaluate.timeout_s={float(args.timeout)}")

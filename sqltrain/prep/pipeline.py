@@ -317,7 +317,8 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
             stats["shards"] = write_shards(ds, split, tmp, cfg.data.num_shards)
             written = sum(s["rows"] for s in stats["shards"])
             if written != stats["examples"]:  # rows written vs examples prepared (DESIGN principle 11)
-                raise RuntimeError(f"{split}: wrote {written} rows in {len(stats['shards'])} shards for {stats['examples']} examples")
+                raise RuntimeError(f"{split}: wrote {written} rows in {len(stats['shards'])} shards "
+                                   f"for {stats['examples']} examples")
             stats["alpaca"] = f"{split}.alpaca.jsonl"
             kept = part.filter(pc.is_null(part["dropped"])).select(list(ALPACA_FIELDS)).to_pylist()
             atomic_write_jsonl(tmp / stats["alpaca"], (alpaca_record(**r) for r in kept))
