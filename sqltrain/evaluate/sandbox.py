@@ -36,8 +36,9 @@ from pathlib import Path
 ERROR_TYPES = ("syntax", "runtime", "timeout", "denied", "too_large")
 """syntax: the statement does not compile (parse errors, unknown tables/columns/functions, bad
 text such as NUL bytes or invalid UTF-8, empty SQL); runtime: it compiled but failed while
-running; timeout: interrupted at its deadline; denied: the authorizer or the one-statement rule
-refused it; too_large: a row, byte, memory or SQLite size limit was hit."""
+running; timeout: interrupted at its deadline (or, in sqltrain.evaluate.isolated, its process killed
+at the hard deadline); denied: the authorizer or the one-statement rule refused it; too_large: a
+row, byte, memory or SQLite size limit was hit."""
 
 # SQLite-level limits: sized for text-to-SQL (Spider's longest gold query is 588 bytes) with wide
 # margins. They are safety rails, not tuning knobs.
