@@ -10,6 +10,7 @@ evaluate.timeout_s; --out defaults to {run_dir}/eval/<predictions file stem>).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from sqltrain.config import load_config
+    from sqltrain.config import ConfigError, load_config
     from sqltrain.evaluate.metrics import format_summary
     from sqltrain.evaluate.runner import run_evaluate
 
@@ -48,6 +49,8 @@ def handle(args: argparse.Namespace) -> int:
 
         raise PredictionsError("--predictions is empty: give a JSONL or text predictions file")
     overrides = list(args.overrides)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout}: evaluate.timeout_s must be a finite number of seconds > 0")
     if args.timeout is not None:
         overrides.append(f"evaluate.timeout_s={float(args.timeout)}")
     cfg = load_config(args.config, overrides)
