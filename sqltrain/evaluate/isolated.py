@@ -264,12 +264,13 @@ def _serve(memory_bytes: int, beat_fd: int) -> None:
             db_paths, jobs, timeout_s, max_rows, seeds = reader.next(None)
         except EOFError:
             return
+        chunk_boxes = _boxes(boxes, db_paths, timeout_s, max_rows)  # databases were checked by the caller
         gold_sql, gold_cache, batch, flushed = None, {}, [], time.monotonic()
         for pos, job in enumerate(jobs):
             if job.gold != gold_sql:
                 gold_sql, gold_cache = job.gold, {}
             try:
-                rec = _run_job(pos, job, _boxes(boxes, db_paths, timeout_s, max_rows), gold_cache, seeds, beat)
+                rec = _run_job(pos, job, chunk_boxes, gold_cache, seeds, beat)
             except MemoryError:  # Python itself hit the cap (holding rows): start afresh
                 rec = _failed_record(job, len(db_paths), ExecResult(None, "too_large", "out of memory (process cap)"))
             batch.append((pos, rec))
