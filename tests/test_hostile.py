@@ -343,10 +343,21 @@ def _loop(tmp: Path) -> Path:
      ["line 1"]),
     (lambda t: (t / "deep2.jsonl").write_text('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n") and t / "deep2.jsonl",
      ["line 1", "nested"]),
-], ids=["directory", "empty", "symlink loop", "deep list", "deep object"])
+    (lambda t: Path("/dev/null"), ["not a regular file"]),
+], ids=["directory", "empty", "symlink loop", "deep list", "deep object", "character device"])
 def test_10_unusable_predictions_paths(bench, tmp_path, capsys, make, names):
     path = make(tmp_path)
     one_line_error(capsys, main(evaluate_args(bench, path, tmp_path / "out")), str(path), *names)
+
+
+def test_10_empty_paths(bench, tmp_path, capsys):
+    one_line_error(capsys, main(["evaluate", "--spider-dir", "", "--predictions", str(bench / "dev_gold.sql"),
+                                 "--out", str(tmp_path / "o")]), "benchmark directory is empty")
+    one_line_error(capsys, main(["evaluate", "--spider-dir", str(bench), "--predictions", "",
+                                 "--out", str(tmp_path / "o")]), "--predictions is empty")
+    one_line_error(capsys, main(["evaluate", "--spider-dir", str(bench), "--predictions", str(bench / "dev_gold.sql"),
+                                 "--out", ""]), "empty")
+    one_line_error(capsys, main(["train", "--config", ""]), "config path is empty")
 
 
 def test_10_evaluate_split_and_exclude(bench, tmp_path, capsys):

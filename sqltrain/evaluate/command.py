@@ -54,10 +54,11 @@ def handle(args: argparse.Namespace) -> int:
     if args.timeout is not None:
         overrides.append(f"evaluate.timeout_s={float(args.timeout)}")
     cfg = load_config(args.config, overrides)
-    out = args.out or str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
+    # An option given empty is an error downstream, not a silent fallback to the default.
+    out = args.out if args.out is not None else str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
     summary = run_evaluate(
-        args.spider_dir or cfg.data.spider_dir,
-        args.split or cfg.data.eval_split,
+        args.spider_dir if args.spider_dir is not None else cfg.data.spider_dir,
+        args.split if args.split is not None else cfg.data.eval_split,
         args.predictions,
         out,
         cfg.evaluate,

@@ -149,6 +149,8 @@ class SpiderBenchmark:
     """
 
     def __init__(self, root: str | os.PathLike, on_error: str = "raise"):
+        if not str(root).strip():  # Path("") would be the working directory
+            raise SpiderFormatError("benchmark directory is empty: give a Spider-layout directory or \"mini\"")
         self.root = Path(root).expanduser().resolve()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
