@@ -421,6 +421,9 @@ def test_10_data_check_counts_unparsable_gold_instead_of_crashing(bench, capsys)
     assert main(["data", "check", "--spider-dir", str(bench), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["splits"]["dev"]["hardness"]["unknown"] == 1
+    _truncate(bench)
+    assert main(["data", "check", "--spider-dir", str(bench), "--json"]) == 0
+    assert "truncated" in json.loads(capsys.readouterr().out)["splits"]["dev"]["bad_database"]["shop"]
 
 
 # -- 11. Ray addresses ---------------------------------------------------------------------------

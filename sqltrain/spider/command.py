@@ -31,12 +31,15 @@ def summarize(bench, exclude=None) -> dict:
     for split in bench.available_splits():
         examples = bench.examples(split, exclude=exclude, check_db=False)
         missing = Counter(e.db_id for e in examples if not bench.db_path(e.db_id).exists())
+        bad = {db: p for db in sorted({e.db_id for e in examples} - set(missing))
+               if (p := bench.db_problem(bench.db_path(db)))}
         levels = Counter(_level(e.query) for e in examples)
         summary["splits"][split] = {
             "examples": len(examples),
             "dbs": len({e.db_id for e in examples}),
             "hardness": {lvl: levels.get(lvl, 0) for lvl in (*LEVELS, "unknown") if lvl in LEVELS or levels[lvl]},
             "missing_database": dict(sorted(missing.items())),
+            "bad_database": bad,
         }
     if bench.skipped:
         summary["skipped"] = dict(bench.skipped)
@@ -62,6 +65,8 @@ def _print_summary(s: dict) -> None:
         print(f"{split}: {info['examples']} examples on {info['dbs']} dbs; hardness {levels}")
         for db, n in info["missing_database"].items():
             print(f"  warning: {n} {split} examples use db '{db}', which has no .sqlite file")
+        for db, problem in info["bad_database"].items():
+            print(f"  warning: {split} examples use db '{db}', whose .sqlite file {problem}")
     for reason, n in s.get("skipped", {}).items():
         print(f"skipped (malformed): {n} x {reason}")
 
