@@ -256,10 +256,12 @@ def _break_empty_db(root: Path) -> None:
     (["data.limit=-5"], None, ["data.limit"]),
     (["data.limit=0"], None, ["data.limit"]),
     (["prompt.max_seq_len=1"], None, ["prompt.max_seq_len"]),
+    (["prompt.max_seq_len=20"], None, ["prompt.max_seq_len=20", "template alone"]),
     ([], _break_empty_dev, ["dev.json", "no examples"]),
     ([], _break_missing_db, ["shop.sqlite", "missing"]),
     ([], _break_empty_db, ["shop.sqlite", "empty"]),
-], ids=["num_shards=0", "limit=-5", "limit=0", "max_seq_len=1", "empty dev.json", "missing sqlite", "0-byte sqlite"])
+], ids=["num_shards=0", "limit=-5", "limit=0", "max_seq_len=1", "max_seq_len below the template", "empty dev.json",
+        "missing sqlite", "0-byte sqlite"])
 def test_7_prepare_rejects_inputs_that_would_give_wrong_counts(bench, tmp_path, capsys, overrides, breaker, names):
     if breaker is not None:
         breaker(bench)
