@@ -33,17 +33,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqltrain.config import ConfigError
     from sqltrain.evaluate.predictions import PredictionsError
+    from sqltrain.io import OutputError
+    from sqltrain.model.loading import ModelSourceError
+    from sqltrain.raycluster import RayConnectError
     from sqltrain.spider.benchmark import SpiderFormatError
     from sqltrain.train.checkpoints import DivergedAdapterError
     from sqltrain.train.data import ShardError
     from sqltrain.train.driver import TrainingDiverged
 
     # Input errors of any stage (bad config, malformed dataset or predictions, missing or stale
-    # shards, an adapter of a diverged run) are one line and exit code 2; a diverged training
-    # run is one line and exit code 1; anything else is a bug and keeps its traceback.
+    # shards, an output path holding someone else's files, an unreachable Ray address, a model
+    # source that does not exist, an adapter of a diverged run) are one line and exit code 2; a
+    # diverged training run is one line and exit code 1; anything else is a bug and keeps its traceback.
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SpiderFormatError, PredictionsError, ShardError, DivergedAdapterError) as e:
+    except (ConfigError, SpiderFormatError, PredictionsError, ShardError, OutputError, RayConnectError,
+            ModelSourceError, DivergedAdapterError) as e:
         print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:

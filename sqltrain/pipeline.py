@@ -17,10 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from sqltrain.config import Config, load_config
+from sqltrain.config import Config, ConfigError, load_config
 from sqltrain.io import atomic_write_json
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+STAGE_NAMES = ("prepare", "train", "generate-base", "generate-finetuned", "evaluate-base", "evaluate-finetuned",
+               "compare", "report")
+"""The stages in order (build_stages makes them; --stages picks from these names)."""
 
 # Config sections each stage's output depends on (a stage also depends on its inputs' stages).
 PREPARE_KEYS = ("data", "linking", "prompt", "model")
@@ -96,10 +100,9 @@ def build_stages(cfg: Config) -> list[Stage]:
 def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
     """Run every stage (or only the named ones), skipping finished ones; returns the base and
     fine-tuned summaries that exist."""
+    if only is not None:
+        check_stages(only)
     stages = build_stages(cfg)
-    unknown = set(only or []) - {s.name for s in stages}
-    if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)}; stages: {[s.name for s in stages]}")
     for stage in stages:
         if only is None or stage.name in only:
             run_stage(cfg, stage, log)
@@ -107,6 +110,23 @@ def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
     summaries = {tag: json.loads(p.read_text()) for tag in ("base", "finetuned")
                  if (p := run / "eval" / tag / "summary.json").exists()}
     return {"summaries": summaries, "report": str(run / "report" / "report.md")}
+
+
+def check_stages(names: list[str]) -> None:
+    """ConfigError unless `names` is a non-empty list of known stage names (checked before any work)."""
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown:
+        raise ConfigError(f"--stages: unknown stage(s) {', '.join(repr(n) for n in unknown)}; "
+                          f"stages: {','.join(STAGE_NAMES)}")
+
+
+def parse_stages(text: str | None) -> list[str] | None:
+    """--stages "a,b" -> ["a", "b"] (checked); None when the option is absent."""
+    if text is None:
+        return None
+    names = [s.strip() for s in text.split(",")]
+    check_stages(names)
+    return names
 
 
 def _print_result(cfg: Config, result: dict) -> None:
@@ -130,8 +150,8 @@ def _warn_if_worse(summaries: dict, run_dir: str) -> None:
 
 
 def _pipeline(args: argparse.Namespace) -> int:
+    only = parse_stages(args.stages)
     cfg = load_config(args.config, args.overrides)
-    only = [s.strip() for s in args.stages.split(",")] if args.stages else None
     _print_result(cfg, run_pipeline(cfg, only))
     return 0
 
@@ -147,8 +167,7 @@ def _quickstart(args: argparse.Namespace) -> int:
 def register(subparsers) -> None:
     p = subparsers.add_parser("pipeline", help="prepare -> train -> generate -> evaluate -> compare -> report (resumable)")
     p.add_argument("--config", required=True, help="experiment YAML")
-    p.add_argument("--stages", help="comma-separated subset of stages to run (prepare, train, generate-base, "
-                   "generate-finetuned, evaluate-base, evaluate-finetuned, compare, report)")
+    p.add_argument("--stages", help=f"comma-separated subset of stages to run ({', '.join(STAGE_NAMES)})")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides")
     p.set_defaults(func=_pipeline)
     q = subparsers.add_parser("quickstart", help="the whole pipeline on the mini benchmark with SmolLM2-135M on CPU")

@@ -129,3 +129,50 @@ def test_every_dev_gold_matches_itself_and_not_its_neighbour(spider_dir):
     pairs = [(a, b) for a, b in zip(dev, dev[1:]) if a["db_id"] == b["db_id"] and a["query"] != b["query"]]
     matched = sum(exact_match(a["query"], b["query"], bench.schemas[a["db_id"]]) for a, b in pairs)
     assert 0 < matched < len(pairs)
+
+
+# -- issue 13, point 9: names must exist (the official parser resolves every one) ------------------
+ENROLL_GOLD = "SELECT T1.name FROM student AS T1 JOIN enroll AS T2 ON T1.id = T2.student_id WHERE T2.course = 'x'"
+
+
+def _on(condition: str) -> str:
+    return ENROLL_GOLD.replace("T1.id = T2.student_id", condition)
+
+
+@pytest.mark.parametrize("pred,matches", [
+    (ENROLL_GOLD, True),
+    (_on("T1.id = T2.course"), True),  # official: ON is not compared, only resolved
+    (_on("T1.id = T2.id"), False),  # enroll has no id column
+    (_on("T1.uid = T2.student_id"), False),
+    (_on("T1.id = T9.student_id"), False),  # no such alias or table
+    (_on("id = grade"), False),  # unqualified, in no table
+    (_on("T1.id = T2.student_id AND T2.grade > 1"), False),
+], ids=["same", "other existing ON column", "missing right column", "missing left column", "unknown alias",
+        "unqualified missing column", "extra condition on a missing column"])
+def test_names_must_exist_in_the_schema(pred, matches):
+    assert exact_match(pred, ENROLL_GOLD, SCHEMA) is matches
+
+
+def test_a_gold_query_naming_missing_columns_is_matched_without_the_check():
+    gold = "SELECT T1.name FROM student AS T1 JOIN enroll AS T2 ON T1.id = T2.id"  # enroll.id is missing
+    assert exact_match(gold, gold, SCHEMA)
+
+
+def test_long_predictions_are_not_parsed():
+    from sqltrain.evaluate.exact_match import MAX_PREDICTION_CHARS
+
+    padded = ENROLL_GOLD + " " * MAX_PREDICTION_CHARS  # the same query, past the size cap
+    assert exact_match(ENROLL_GOLD + "   ", ENROLL_GOLD, SCHEMA)
+    assert not exact_match(padded, ENROLL_GOLD, SCHEMA)
+
+
+@pytest.mark.spider
+def test_dev_213_join_on_a_missing_column_is_not_an_exact_match(spider_dir):
+    from sqltrain.spider.benchmark import SpiderBenchmark
+
+    bench = SpiderBenchmark(spider_dir)
+    ex = bench.examples("dev", check_db=False)[213]
+    assert ex.db_id == "flight_2" and "T1.Airline  =  T2.uid" in ex.query
+    pred = ex.query.replace("T2.uid", "T2.id")  # airlines has uid, no id: execution fails
+    assert exact_match(ex.query, ex.query, bench.schemas["flight_2"])
+    assert not exact_match(pred, ex.query, bench.schemas["flight_2"])

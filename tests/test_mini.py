@@ -15,6 +15,7 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from sqltrain.io import OUTPUT_MARKER
 from sqltrain.spider import mini
 from sqltrain.spider.benchmark import SpiderBenchmark
 from sqltrain.spider.hardness import LEVELS, hardness
@@ -176,6 +177,7 @@ def test_failed_generation_leaves_previous_dir_intact(tmp_path, monkeypatch):
     dest = tmp_path / "mini"
     dest.mkdir()
     (dest / "marker").write_text("old")
+    (dest / OUTPUT_MARKER).write_text("")  # an earlier sqltrain output: replaceable, yet kept on failure
 
     def broken(*args, **kwargs):
         raise MiniGenerationError("boom")

@@ -231,3 +231,98 @@ def test_execute_sql_one_shot_and_missing_file(db, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.sqlite"):
         Sandbox(tmp_path / "nope.sqlite", timeout_s=TIMEOUT, max_rows=MAX_ROWS)
     assert not (tmp_path / "nope.sqlite").exists()
+
+
+# -- unbounded in-process: the isolated child (issue 13, points 2-4) ---------------------------------
+# Each case escapes every in-process check of the Sandbox: one uninterruptible VM step, compile
+# time, or memory outside SQLite's heap. Through sqltrain.evaluate.isolated each must finish within
+# SLACK x its timeout and keep the query process under CHILD_MEMORY_BYTES, measured (peak RSS) in a
+# separate driver process so nothing else this test session allocated counts.
+UNBOUNDED_TIMEOUT = 2.0
+CTE_CHAIN = "WITH " + ", ".join(
+    ["a0 AS (SELECT 1 AS x)"] + [f"a{i} AS (SELECT p.x FROM a{i - 1} p, a{i - 1} q)" for i in range(1, 21)]
+) + " SELECT count(*) FROM a20"
+NUMBERS = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT {cols} FROM c"
+UNBOUNDED = {
+    "printf width, one 9 s step": ("SELECT printf('%.*c', 2147483647, 'x')", {"timeout"}),
+    "printf width three times": ("SELECT " + ", ".join(f"printf('%.*c', 2147483647, '{c}')" for c in "xyz"),
+                                 {"timeout"}),
+    "20 chained self-joined CTEs, compile time": (CTE_CHAIN, {"timeout", "too_large"}),
+    "1000 numeric columns per row": (NUMBERS.format(cols=", ".join(f"x + {i}" for i in range(1000))),
+                                     {"too_large"}),
+    "400 numeric columns per row": (NUMBERS.format(cols=", ".join(f"x + {i}" for i in range(400))),
+                                    {"too_large", "timeout"}),
+    "16 KB blobs without end": ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                                "SELECT randomblob(16000) FROM c", {"too_large", "timeout"}),
+    "sort of endless rows": ("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                             "SELECT x, randomblob(1000) FROM c ORDER BY 2 LIMIT 1", {"timeout", "too_large"}),
+}
+_DRIVER = """
+import json, resource, sys, time
+from sqltrain.evaluate.isolated import QueryProcess
+db, sql, timeout_s = json.load(sys.stdin)
+qp = QueryProcess()
+qp.execute(db, "SELECT 1", timeout_s, 100000)  # the child is up before the clock starts
+start = time.monotonic()
+result = qp.execute(db, sql, timeout_s, 100000)
+elapsed = time.monotonic() - start
+after = qp.execute(db, "SELECT count(*) FROM t", timeout_s, 100000)
+qp.close()
+# ru_maxrss of this driver would start at the size of the test session it was forked from (Linux
+# carries the RSS at fork into it); VmHWM counts this image only. Its children start from the driver.
+hwm = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0]) * 1024
+print(json.dumps({"error": result.error, "message": result.message, "elapsed": elapsed, "after": after.rows,
+                  "child_peak": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, "driver_peak": hwm}))
+"""
+
+
+def run_isolated(db: Path, sql: str, timeout_s: float) -> dict:
+    """One query through a fresh QueryProcess in a driver subprocess: result, time, peak RSS."""
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", _DRIVER], input=json.dumps([str(db), sql, timeout_s]),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.mark.parametrize("sql,kinds", UNBOUNDED.values(), ids=UNBOUNDED.keys())
+def test_unbounded_cases_are_bounded_in_the_query_process(db, sql, kinds):
+    from sqltrain.evaluate.isolated import CHILD_MEMORY_BYTES
+
+    before = _snapshot(db.parent)
+    out = run_isolated(db, sql, UNBOUNDED_TIMEOUT)
+    assert out["error"] in kinds, out
+    assert out["elapsed"] <= SLACK * UNBOUNDED_TIMEOUT, f"took {out['elapsed']:.2f}s"
+    assert out["child_peak"] < CHILD_MEMORY_BYTES, f"query process peaked at {out['child_peak'] / 2**20:.0f} MiB"
+    assert out["driver_peak"] < 256 * 2**20, f"driver peaked at {out['driver_peak'] / 2**20:.0f} MiB"
+    assert out["after"] == [[1000]]  # the next query runs (in a fresh child if killed)
+    assert _snapshot(db.parent) == before
+
+
+def test_query_process_matches_in_process_sandbox(db):
+    from sqltrain.evaluate.isolated import QueryProcess
+
+    process = QueryProcess()
+    try:
+        for sql, kinds in HOSTILE[::3] + [(q, {None}) for q in ("SELECT x, y FROM t WHERE x < 3", "SELECT 1.5, NULL")]:
+            with Sandbox(db, timeout_s=TIMEOUT, max_rows=MAX_ROWS) as box:
+                local = box.execute(_fill(sql, db.parent))
+            remote = process.execute(db, _fill(sql, db.parent), TIMEOUT, MAX_ROWS)
+            assert remote.error in kinds and remote.rows == local.rows, (sql, remote)  # runaways: either kind
+    finally:
+        process.close()
+
+
+def test_query_process_memory_cap_gives_too_large_and_a_fresh_process(db):
+    from sqltrain.evaluate.isolated import QueryProcess
+
+    process = QueryProcess(memory_bytes=128 * 2**20)  # below what 400 numeric columns of rows need
+    try:
+        result = process.execute(db, UNBOUNDED["400 numeric columns per row"][0], 10.0, 100_000)
+        assert result.error == "too_large" and "memory" in result.message, result
+        assert process.execute(db, "SELECT count(*) FROM t", TIMEOUT, MAX_ROWS).rows == [(1000,)]
+    finally:
+        process.close()

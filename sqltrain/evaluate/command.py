@@ -10,6 +10,7 @@ evaluate.timeout_s; --out defaults to {run_dir}/eval/<predictions file stem>).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -39,18 +40,25 @@ def register(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from sqltrain.config import load_config
+    from sqltrain.config import ConfigError, load_config
     from sqltrain.evaluate.metrics import format_summary
     from sqltrain.evaluate.runner import run_evaluate
 
+    if not args.predictions.strip():  # it also names the default --out: refuse before anything else
+        from sqltrain.evaluate.predictions import PredictionsError
+
+        raise PredictionsError("--predictions is empty: give a JSONL or text predictions file")
     overrides = list(args.overrides)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout}: evaluate.timeout_s must be a finite number of seconds > 0")
     if args.timeout is not None:
         overrides.append(f"evaluate.timeout_s={float(args.timeout)}")
     cfg = load_config(args.config, overrides)
-    out = args.out or str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
+    # An option given empty is an error downstream, not a silent fallback to the default.
+    out = args.out if args.out is not None else str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
     summary = run_evaluate(
-        args.spider_dir or cfg.data.spider_dir,
-        args.split or cfg.data.eval_split,
+        args.spider_dir if args.spider_dir is not None else cfg.data.spider_dir,
+        args.split if args.split is not None else cfg.data.eval_split,
         args.predictions,
         out,
         cfg.evaluate,

@@ -10,6 +10,8 @@ cluster the Spider dir must be at the same path on every node (shared storage).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import time
@@ -19,11 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.compare import has_top_level_order_by, results_match
+from sqltrain.evaluate.compare import has_top_level_order_by
 from sqltrain.evaluate.metrics import summarize
-from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions
-from sqltrain.evaluate.sandbox import ExecResult, Sandbox
-from sqltrain.io import atomic_write_json, atomic_write_jsonl
+from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions, shown
+from sqltrain.io import atomic_dir, check_replaceable
 
 if TYPE_CHECKING:
     from sqltrain.config import Config
@@ -50,49 +51,21 @@ class Item:
 def score_db(
     db_paths: list[str], items: list[Item], schema: Schema | None, timeout_s: float, max_rows: int
 ) -> list[dict[str, Any]]:
-    """Score items of one database on all its variants; each gold query is executed once."""
-    boxes = [Sandbox(p, timeout_s=timeout_s, max_rows=max_rows) for p in db_paths]
-    try:
-        out, gold_sql, gold_results = [], None, {}
-        for item in sorted(items, key=lambda it: it.gold):
-            if item.gold != gold_sql:
-                gold_sql, gold_results = item.gold, {}
-            out.append(_score_item(item, boxes, gold_results, schema))
-        return out
-    finally:
-        for box in boxes:
-            box.close()
+    """Score items of one database on all its variants; each gold query is executed once.
 
+    Execution and comparison run in this process's query child (sqltrain.evaluate.isolated:
+    killed at its hard deadline, capped in memory); exact match and hardness, which parse SQL
+    with sqlglot, run here.
+    """
+    from sqltrain.evaluate.isolated import Job, shared_process
 
-def _score_item(item: Item, boxes: list[Sandbox], gold_results: dict[int, ExecResult], schema) -> dict[str, Any]:
-    order_matters = has_top_level_order_by(item.gold)
-    rec: dict[str, Any] = {"key": item.key, "correct": False, "error": None, "message": "", "gold_error": None}
-    executions = 0
-    for v, box in enumerate(boxes):
-        if v not in gold_results:
-            gold_results[v] = box.execute(item.gold)
-            executions += 1
-        gold, pred = gold_results[v], box.execute(item.pred)
-        executions += 1
-        if v == 0:
-            rec["gold_rows"] = len(gold.rows) if gold.ok else None
-            rec["pred_rows"] = len(pred.rows) if pred.ok else None
-        if not gold.ok:
-            rec.update(error="gold_failed", gold_error=gold.error, message=f"gold: {gold.message}")
-            break
-        if not pred.ok:
-            rec.update(error=pred.error, message=pred.message)
-            break
-        if not results_match(gold.rows, pred.rows, order_matters):
-            rec.update(error="wrong_result", message=f"differs on {Path(box.db_path).name}" if v else "")
-            break
-    else:
-        rec["correct"] = True
-    rec["variants"] = len(boxes)
-    rec["executions"] = executions  # sandbox runs this item cost (gold runs are shared, counted once)
-    rec["exact_match"] = _exact_match(item.pred, item.gold, schema)
-    rec["hardness"] = _hardness(item.gold)
-    return rec
+    ordered = sorted(items, key=lambda it: it.gold)  # the child reuses one gold result per run of equal golds
+    jobs = [Job(it.key, it.gold, it.pred, has_top_level_order_by(it.gold)) for it in ordered]
+    records = shared_process().score(db_paths, jobs, timeout_s, max_rows)
+    for item, rec in zip(ordered, records):
+        rec["exact_match"] = _exact_match(item.pred, item.gold, schema)
+        rec["hardness"] = _hardness(item.gold)
+    return records
 
 
 def _exact_match(pred: str, gold: str, schema) -> bool:
@@ -156,6 +129,9 @@ def score_items(
             f"(expected {bench.db_path(missing[0])}); exclude those examples with --exclude",
             "missing database file",
         )
+    for paths in variants.values():  # a truncated, empty or non-SQLite file is an input error, not N failures
+        for p in paths:
+            bench.check_database(Path(p))
     executions = sum(2 * len(variants[it.db_id]) for it in items)
     mode = force or ("ray" if executions >= eval_cfg.parallel_threshold else "serial")
     bar = _progress_bar(len(items), progress)
@@ -239,7 +215,7 @@ def build_items(
             continue  # excluded
         if p.db_id is not None and p.db_id != ex.db_id:
             raise PredictionsError(
-                f"{source}: line {p.line}: db_id '{p.db_id}' but {split} example {p.index} is on '{ex.db_id}'"
+                f"{source}: line {p.line}: db_id {shown(p.db_id)} but {split} example {p.index} is on '{ex.db_id}'"
             )
         items.append(Item(p.index, ex.db_id, ex.query, p.sql))
     missing = len(set(kept) - {it.key for it in items})
@@ -285,27 +261,39 @@ def run_evaluate(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a predictions file and write {out_dir}/records.jsonl and summary.json (atomically).
+    """Evaluate a predictions file and write {out_dir}/records.jsonl and summary.json.
 
-    `spider_dir` may be "mini" for the embedded mini benchmark. Returns the summary.
+    The pair is written into a temp dir that then replaces out_dir whole, so a summary never
+    sits beside another run's records (summary.json also names its records' sha256). out_dir
+    must be absent, empty or an earlier evaluation (checked before any work). `spider_dir` may
+    be "mini" for the embedded mini benchmark. Returns the summary.
     """
     from sqltrain.data import benchmark_root
     from sqltrain.spider.benchmark import SpiderBenchmark
 
+    out = Path(out_dir)
+    check_replaceable(out, _is_evaluation, what="evaluation output")
     bench = SpiderBenchmark(benchmark_root(str(spider_dir)))
     predictions = read_predictions(predictions_path)
     records, summary = evaluate_predictions(
         bench, split, predictions, eval_cfg, exclude=exclude, address=address, progress=progress,
         source=str(predictions_path),
     )
+    records_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _json_safe(records))
     summary.update(predictions=str(Path(predictions_path).absolute()), spider_dir=str(bench.root),
-                   exclude=str(Path(exclude).absolute()) if exclude else None, timeout_s=eval_cfg.timeout_s)
-    out = Path(out_dir)
-    atomic_write_jsonl(out / "records.jsonl", _json_safe(records))
-    atomic_write_json(out / "summary.json", summary)  # written last: its presence marks a complete run
+                   exclude=str(Path(exclude).absolute()) if exclude else None, timeout_s=eval_cfg.timeout_s,
+                   records_sha256=hashlib.sha256(records_text.encode()).hexdigest())
+    with atomic_dir(out, legacy=_is_evaluation) as tmp:
+        (tmp / "records.jsonl").write_text(records_text, encoding="utf-8")
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if log is not None and summary["missing"]:
         log(f"warning: {summary['missing']} examples of '{split}' have no prediction and were not scored")
     return summary
+
+
+def _is_evaluation(path: Path) -> bool:
+    """An evaluation dir written before the output marker: nothing but summary and records."""
+    return {p.name for p in path.iterdir()} <= {"summary.json", "records.jsonl"}
 
 
 def run_evaluate_config(

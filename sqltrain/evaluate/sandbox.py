@@ -14,8 +14,14 @@ Predicted SQL is hostile until proven otherwise. Layers, each enough on its own 
 * A progress handler checks the wall clock every 100 VM steps and interrupts the running statement
   at its deadline (the deadline covers fetching rows too, since rows are produced lazily). No
   interrupt can stop a single VM instruction, so the length limit bounds what one can cost.
-* Fetching stops after ``max_rows`` rows or ``MAX_RESULT_BYTES`` of text/blob data (``too_large``).
+* Fetching stops after ``max_rows`` rows or ``MAX_RESULT_BYTES`` of fetched values, numbers
+  included (``too_large``).
 * Exactly one statement: ``sqlite3.Cursor.execute`` refuses a second one before running the first.
+
+Two things no in-process check can stop: a single VM instruction (``printf('%.*c', 2147483647,
+'x')`` is one 9-second step) and compiling a statement (chained self-joined CTEs compile for
+seconds into a gigabyte). The evaluator therefore runs this class inside a child process that
+is killed at its deadline and capped in memory: sqltrain.evaluate.isolated.
 
 Every failure is an ``ExecResult`` with a typed error, never an exception.
 """
@@ -30,8 +36,9 @@ from pathlib import Path
 ERROR_TYPES = ("syntax", "runtime", "timeout", "denied", "too_large")
 """syntax: the statement does not compile (parse errors, unknown tables/columns/functions, bad
 text such as NUL bytes or invalid UTF-8, empty SQL); runtime: it compiled but failed while
-running; timeout: interrupted at its deadline; denied: the authorizer or the one-statement rule
-refused it; too_large: a row, byte, memory or SQLite size limit was hit."""
+running; timeout: interrupted at its deadline (or, in sqltrain.evaluate.isolated, its process killed
+at the hard deadline); denied: the authorizer or the one-statement rule refused it; too_large: a
+row, byte, memory or SQLite size limit was hit."""
 
 # SQLite-level limits: sized for text-to-SQL (Spider's longest gold query is 588 bytes) with wide
 # margins. They are safety rails, not tuning knobs.
@@ -45,13 +52,21 @@ SQLITE_LIMITS = {
     sqlite3.SQLITE_LIMIT_LIKE_PATTERN_LENGTH: 1000,
     sqlite3.SQLITE_LIMIT_EXPR_DEPTH: 200,
     sqlite3.SQLITE_LIMIT_COMPOUND_SELECT: 100,
+    # Result columns (and columns of a table): Spider's widest table has 48. A thousand numeric
+    # columns per row were a way around the byte cap before numbers were counted too.
+    sqlite3.SQLITE_LIMIT_COLUMN: 500,
     sqlite3.SQLITE_LIMIT_VDBE_OP: 250_000,  # opcodes in one compiled statement
     sqlite3.SQLITE_LIMIT_WORKER_THREADS: 0,
 }
-HEAP_LIMIT_BYTES = 2**30
-"""SQLite's hard heap limit (process-wide: SQLite has one allocator per process)."""
+MAX_SQL_CHARS = SQLITE_LIMITS[sqlite3.SQLITE_LIMIT_SQL_LENGTH]
+"""Longest SQL text the sandbox accepts (longer is too_large before SQLite sees it)."""
+HEAP_LIMIT_BYTES = 2**29
+"""SQLite's hard heap limit (process-wide: SQLite has one allocator per process). Half of the
+isolated child's address-space cap (sqltrain.evaluate.isolated.CHILD_MEMORY_BYTES), so SQLite
+reports its own out-of-memory before the process runs out."""
 MAX_RESULT_BYTES = 128 * 2**20
-"""Text and blob bytes fetched into Python per query before ``too_large``."""
+"""Estimated Python memory of the rows fetched per query (values of every type, row tuples
+included) before ``too_large``."""
 PROGRESS_STEPS = 100
 """VM instructions between wall-clock checks: about one check per 10 rows of a scan; costs ~5% on
 join-heavy queries, and keeps the overshoot of a runaway to a few expensive rows."""
@@ -173,7 +188,7 @@ class Sandbox:
         except _Refused as e:
             return ExecResult(None, e.kind, str(e), time.monotonic() - start)
         except MemoryError:  # SQLITE_NOMEM: the hard heap limit was reached
-            return ExecResult(None, "too_large", "out of memory (heap limit)", time.monotonic() - start)
+            return ExecResult(None, "too_large", "out of memory (SQLite heap limit or process cap)", time.monotonic() - start)
         except (sqlite3.Error, ValueError, OverflowError) as e:
             kind = self._classify(e)
             message = f"{e} ({self._denied})" if kind == "denied" and self._denied else str(e)
@@ -199,9 +214,9 @@ class Sandbox:
             rows.extend(batch)
             if len(rows) > self.max_rows:
                 raise _Refused("too_large", f"more than {self.max_rows} rows")
-            n_bytes += sum(len(v) for row in batch for v in row if isinstance(v, (str, bytes)))
+            n_bytes += sum(map(_row_bytes, batch))
             if n_bytes > MAX_RESULT_BYTES:
-                raise _Refused("too_large", f"more than {MAX_RESULT_BYTES} bytes of text/blob data")
+                raise _Refused("too_large", f"result rows take more than {MAX_RESULT_BYTES // 2**20} MiB")
         return rows
 
     def _classify(self, err: Exception) -> str:
@@ -228,6 +243,11 @@ class Sandbox:
         self.close()
 
 
+def _row_bytes(row: tuple) -> int:
+    """Rough Python memory of one fetched row: the tuple, one object per value, text/blob bytes."""
+    return 56 + 40 * len(row) + sum(len(v) for v in row if isinstance(v, (str, bytes)))
+
+
 class _Refused(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -248,8 +268,8 @@ def _check_text(sql: str | bytes) -> str:
         sql.encode("utf-8")
     except UnicodeEncodeError as e:  # lone surrogates, e.g. from undecodable input bytes
         raise _Refused("syntax", f"SQL is not valid UTF-8 ({e.reason} at position {e.start})") from None
-    if len(sql) > SQLITE_LIMITS[sqlite3.SQLITE_LIMIT_SQL_LENGTH]:
-        raise _Refused("too_large", f"SQL longer than {SQLITE_LIMITS[sqlite3.SQLITE_LIMIT_SQL_LENGTH]} characters")
+    if len(sql) > MAX_SQL_CHARS:
+        raise _Refused("too_large", f"SQL longer than {MAX_SQL_CHARS} characters")
     if not _has_code(sql):
         raise _Refused("syntax", "empty SQL")
     return sql

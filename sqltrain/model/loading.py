@@ -158,6 +158,35 @@ def check_model_source(model_cfg: ModelConfig) -> ResolvedModel:
     return resolved
 
 
+def check_lora_targets(cfg: Config) -> None:
+    """ConfigError unless every lora.target_modules entry names a module of the model.
+
+    PEFT matches a name when a module's dotted path equals it or ends with ".name"; a name that
+    matches nothing fails in every Ray worker after the model loaded, so it is checked here on a
+    meta-device model built from the model's config (no weights, about a second). Call after
+    check_model_source (the source must resolve; GGUF files are dequantized by then).
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from sqltrain.config import ConfigError
+
+    targets = list(cfg.lora.target_modules)
+    if targets == ["all-linear"]:  # PEFT's own wildcard
+        return
+    kind, source = _classify(cfg.model.name, "model.name")
+    # A random preset's config is known without materialising its weights (8B: minutes, 16 GB).
+    config = preset_config(source) if kind == "random" else AutoConfig.from_pretrained(resolve_model_source(cfg.model).path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    names = [n for n, _ in model.named_modules() if n]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise ConfigError(f"lora.target_modules: {', '.join(missing)} match no module of model {cfg.model.name!r}; "
+                          f"its linear layers are {', '.join(linear)} (or use [all-linear])")
+
+
 # --- materialisation (cached, locked) -------------------------------------------------------
 
 

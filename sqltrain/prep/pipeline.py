@@ -12,6 +12,11 @@ Both splits go through one Ray Data ``map_batches`` over an actor pool, so the t
 the per-database linkers load once per actor. Value indexes are built (or found in the
 cache) by the driver first. Re-running with the same config and inputs reuses the output
 (the manifest's fingerprint matches); a changed input reproduces identical shards.
+
+Every input is checked in the driver before Ray starts (tables.json, the split files, the
+exclusion list, each used database file, the tokenizer, the prompt template and its length);
+``{run_dir}/data`` is replaced only when it is a sqltrain output (sqltrain.io.check_replaceable),
+and a split that keeps no example is an error, not an empty success.
 """
 
 from __future__ import annotations
@@ -25,11 +30,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from sqltrain import __version__
-from sqltrain.config import Config, config_from_dict
-from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, file_sha256
+from sqltrain.config import Config, ConfigError, config_from_dict
+from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, check_replaceable, file_sha256
 from sqltrain.linking.value_index import ensure_value_index
 from sqltrain.prep.records import alpaca_record
-from sqltrain.spider.benchmark import Example, SpiderBenchmark
+from sqltrain.spider.benchmark import Example, SpiderBenchmark, SpiderFormatError
 
 CODE = [Path(__file__).parent, Path(__file__).parents[1] / "linking", Path(__file__).parents[1] / "spider"]
 """Packages whose source is part of the fingerprint: changed code re-prepares."""
@@ -56,8 +61,23 @@ def splits_of(cfg: Config) -> list[str]:
 
 
 def load_examples(bench: SpiderBenchmark, cfg: Config, split: str) -> list[Example]:
-    # Databases are checked by the value index (a missing file just gives no values).
+    """The split's examples outside data.exclude, on databases that are readable SQLite files.
+
+    Databases are checked after the exclusions (Spider's missing formula_1 is excluded by
+    KNOWN_GAPS); a bad one is an error, or with data.on_error=skip its examples are counted
+    as skipped.
+    """
     examples = bench.examples(split, exclude=cfg.data.exclude, check_db=False)
+    bad = {db: p for db in sorted({e.db_id for e in examples}) if (p := bench.db_problem(bench.db_path(db)))}
+    for db, problem in bad.items():
+        n = sum(e.db_id == db for e in examples)
+        if cfg.data.on_error == "raise":
+            raise SpiderFormatError(f"database file {bench.db_path(db)} {problem}: {n} {split} examples use it; "
+                                    "list them in data.exclude or set data.on_error=skip")
+        bench.skipped["missing database file" if problem == "is missing" else "bad database file"] += n
+    examples = [e for e in examples if e.db_id not in bad]
+    if not examples:
+        raise SpiderFormatError(f"{bench.root}: no {split} examples left after exclusions and skipped databases")
     return examples[: cfg.data.limit] if cfg.data.limit is not None else examples
 
 
@@ -203,6 +223,33 @@ def write_shards(ds, split: str, dest: Path, num_shards: int) -> list[dict]:
     return [{"file": f"{split}/{f.name}", "rows": pq.ParquetFile(f).metadata.num_rows} for f in files]
 
 
+def _is_prepared_data(path: Path) -> bool:
+    """A data dir written by a sqltrain older than the output marker: its manifest is ours."""
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"fingerprint", "splits", "columns"} <= set(manifest)
+
+
+def check_prompt(cfg: Config) -> None:
+    """Tokenizer, prompt template and length limit, checked in the driver before Ray starts: a
+    missing model package or a template that cannot render would otherwise fail in every actor,
+    and a max_seq_len below the chat template's own length would silently keep nothing."""
+    from sqltrain.model.loading import ModelSourceError, load_tokenizer
+    from sqltrain.prep.prompts import PromptError, build_messages, render_prompt
+
+    try:
+        tokenizer = load_tokenizer(cfg.model)
+        messages = build_messages("", "", cfg.prompt)
+    except (ModelSourceError, PromptError) as e:
+        raise ConfigError(str(e)) from None
+    overhead = len(tokenizer(render_prompt(tokenizer, messages), add_special_tokens=False)["input_ids"])
+    if overhead + 2 > cfg.prompt.max_seq_len:  # + at least one SQL token and EOS
+        raise ConfigError(f"prompt.max_seq_len={cfg.prompt.max_seq_len}: the prompt template alone takes "
+                          f"{overhead} tokens, leaving no room for a schema and SQL; raise it")
+
+
 def _reusable(out: Path, fp: str) -> bool:
     try:
         manifest = json.loads((out / "manifest.json").read_text())
@@ -227,6 +274,13 @@ def manifest_head(cfg: Config, bench: SpiderBenchmark, fp: str) -> dict:
     }
 
 
+def _check_kept(cfg: Config, split: str, stats: dict) -> None:
+    if stats["examples"] == 0:
+        dropped = ", ".join(f"{n} {why}" for why, n in stats["dropped"].items()) or "none"
+        raise ConfigError(f"prepare kept none of the {split} examples (dropped: {dropped}); raise "
+                          f"prompt.max_seq_len (now {cfg.prompt.max_seq_len}) or lower linking.token_budget")
+
+
 def run_prepare(cfg: Config, force: bool = False) -> Path:
     """Prepare the train and eval splits into {run_dir}/data; returns that directory."""
     import ray
@@ -234,28 +288,37 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
     from sqltrain.data import resolve_benchmark
 
     out = Path(cfg.run_dir) / "data"
+    check_replaceable(out, _is_prepared_data, what="prepare output")
     bench = resolve_benchmark(cfg.data)
+    bench.schemas  # noqa: B018 -- a missing or malformed tables.json fails here, before any hashing
+    examples = {split: load_examples(bench, cfg, split) for split in splits_of(cfg)}
     fp = fingerprint(cfg, bench)
     if not force and _reusable(out, fp):
         log(f"{out} is up to date (fingerprint {fp}); reusing it")
         return out
-    examples = {split: load_examples(bench, cfg, split) for split in splits_of(cfg)}
-    seconds = build_value_indexes(bench, cfg, {e.db_id for ex in examples.values() for e in ex})
-    log(f"value indexes ready in {seconds:.1f}s ({cfg.linking.cache_dir})")
+    check_prompt(cfg)
     from sqltrain.raycluster import ensure_ray
 
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
+    seconds = build_value_indexes(bench, cfg, {e.db_id for ex in examples.values() for e in ex})
+    log(f"value indexes ready in {seconds:.1f}s ({cfg.linking.cache_dir})")
     start = time.time()
     ds = prepare_dataset(cfg, bench, examples)
     # The blocks are materialized already: fetch them as they are (a projection would be a new job).
     meta = pa.concat_tables(ray.get(ds.to_arrow_refs())).drop_columns(["input_ids", "labels"])
     log(f"{meta.num_rows} examples linked, rendered and tokenized in {time.time() - start:.1f}s")
     manifest = manifest_head(cfg, bench, fp)
-    with atomic_dir(out) as tmp:
+    for split in examples:
+        _check_kept(cfg, split, split_stats(meta.filter(pc.equal(meta["split"], split))))
+    with atomic_dir(out, legacy=_is_prepared_data) as tmp:
         for split in examples:
             part = meta.filter(pc.equal(meta["split"], split))
             stats = split_stats(part)
             stats["shards"] = write_shards(ds, split, tmp, cfg.data.num_shards)
+            written = sum(s["rows"] for s in stats["shards"])
+            if written != stats["examples"]:  # rows written vs examples prepared (DESIGN principle 11)
+                raise RuntimeError(f"{split}: wrote {written} rows in {len(stats['shards'])} shards "
+                                   f"for {stats['examples']} examples")
             stats["alpaca"] = f"{split}.alpaca.jsonl"
             kept = part.filter(pc.is_null(part["dropped"])).select(list(ALPACA_FIELDS)).to_pylist()
             atomic_write_jsonl(tmp / stats["alpaca"], (alpaca_record(**r) for r in kept))

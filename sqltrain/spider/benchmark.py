@@ -65,6 +65,10 @@ def _read_json_list(path: Path) -> list:
         raise SpiderFormatError(f"{path}: malformed JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except UnicodeDecodeError as e:
         raise SpiderFormatError(f"{path}: not UTF-8 ({e.reason})") from None
+    except RecursionError:
+        raise SpiderFormatError(f"{path}: JSON nested too deeply") from None
+    except OSError as e:
+        raise SpiderFormatError(f"{path}: cannot read it ({e.strerror or e})") from None
     if not isinstance(data, list):
         raise SpiderFormatError(f"{path}: expected a JSON list of records, got {type(data).__name__}")
     return data
@@ -84,14 +88,57 @@ def _check_record(path: Path, i: int, rec: object, fields: tuple[str, ...], type
 def load_exclusions(path: str | os.PathLike) -> set[tuple[str, int]]:
     """Read a KNOWN_GAPS.tsv-format file: split, index, db_id, reason; '#' lines are comments."""
     out: set[tuple[str, int]] = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if not row or row[0].startswith("#"):
-                continue
-            if len(row) < 2 or not row[1].strip().isdigit():
-                raise SpiderFormatError(f"{path}: line {lineno}: expected 'split<TAB>index<TAB>db_id<TAB>reason'")
-            out.add((row[0].strip(), int(row[1])))
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, row in enumerate(csv.reader(f, delimiter="\t"), 1):
+                if not row or row[0].startswith("#"):
+                    continue
+                if len(row) < 2 or not row[1].strip().isdigit():
+                    raise SpiderFormatError(f"{path}: line {lineno}: expected 'split<TAB>index<TAB>db_id<TAB>reason'")
+                out.add((row[0].strip(), int(row[1])))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        why = "not found" if isinstance(e, FileNotFoundError) else f"cannot read it ({getattr(e, 'strerror', None) or e})"
+        raise SpiderFormatError(f"exclusion list {path}: {why}; give a KNOWN_GAPS.tsv-format file "
+                                "(--exclude / data.exclude)") from None
     return out
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def database_problem(path: Path) -> str | None:
+    """Why `path` is not a readable SQLite database (None when it is): missing, not a file, empty,
+    not SQLite, shorter than its header says (truncated), or unreadable by SQLite."""
+    import sqlite3
+
+    if not path.exists():
+        return "is missing"
+    if not path.is_file():
+        return "is not a file"
+    try:
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if not header:
+        return "is empty (0 bytes)"
+    if not header.startswith(SQLITE_HEADER):
+        return "is not a SQLite database (no SQLite header)"
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The in-header page count is valid when the change counter matches version-valid-for.
+    if header[24:28] == header[92:96] and pages and path.stat().st_size < page_size * pages:
+        return f"is truncated ({path.stat().st_size} bytes, its header says {page_size * pages})"
+    try:
+        conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error as e:
+        return f"cannot be read by SQLite ({e})"
+    return None
 
 
 class SpiderBenchmark:
@@ -102,6 +149,8 @@ class SpiderBenchmark:
     """
 
     def __init__(self, root: str | os.PathLike, on_error: str = "raise"):
+        if not str(root).strip():  # Path("") would be the working directory
+            raise SpiderFormatError("benchmark directory is empty: give a Spider-layout directory or \"mini\"")
         self.root = Path(root).expanduser().resolve()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -110,6 +159,7 @@ class SpiderBenchmark:
         if not self.root.is_dir():
             raise SpiderFormatError(f"{self.root}: not a directory")
         self._splits: dict[tuple[str, bool], list[Example]] = {}
+        self._db_problems: dict[Path, str | None] = {}
 
     # -- schemas and databases ------------------------------------------------------------
     @cached_property
@@ -131,6 +181,19 @@ class SpiderBenchmark:
     def db_path(self, db_id: str) -> Path:
         return self.root / "database" / db_id / f"{db_id}.sqlite"
 
+    def db_problem(self, path: Path) -> str | None:
+        """database_problem(path), checked once per file."""
+        if path not in self._db_problems:
+            self._db_problems[path] = database_problem(path)
+        return self._db_problems[path]
+
+    def check_database(self, path: Path) -> None:
+        """SpiderFormatError unless `path` is a readable SQLite file."""
+        problem = self.db_problem(path)
+        if problem is not None:
+            raise SpiderFormatError(f"database file {path} {problem}",
+                                    "missing database file" if problem == "is missing" else "bad database file")
+
     def db_variants(self, db_id: str) -> list[Path]:
         """All database files of one db (test-suite variants), the canonical one first."""
         main = self.db_path(db_id)
@@ -139,12 +202,12 @@ class SpiderBenchmark:
 
     @property
     def sqlite_files(self) -> list[Path]:
-        return sorted(p for p in (self.root / "database").glob("*/*.sqlite") if p.stem == p.parent.name)
+        return sorted(p for p in (self.root / "database").glob("*/*.sqlite") if p.stem == p.parent.name and p.is_file())
 
     # -- examples -------------------------------------------------------------------------
     def split_files(self, split: str) -> list[Path]:
         if split not in SPLIT_FILES:
-            raise ValueError(f"unknown split {split!r}; expected one of {sorted(SPLIT_FILES)}")
+            raise SpiderFormatError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_FILES)}")
         files = []
         for alternatives in SPLIT_FILES[split]:
             found = next((self.root / n for n in alternatives if (self.root / n).exists()), None)
@@ -182,14 +245,19 @@ class SpiderBenchmark:
                     self._fail(e, e.reason)
                     continue
                 out.append(Example(split, position - 1, rec["db_id"], rec["question"], rec["query"]))
+        if position == 0:
+            raise SpiderFormatError(f"{', '.join(str(p) for p in files)}: no examples in split '{split}'")
         return out
 
     def _check_db(self, path: Path, i: int, db_id: str, check_db: bool) -> None:
         if db_id not in self.schemas:
             raise SpiderFormatError(f"{path}: record {i}: field 'db_id': '{db_id}' is not in tables.json", "not in tables.json")
-        if check_db and not self.db_path(db_id).exists():
-            raise SpiderFormatError(f"{path}: record {i}: field 'db_id': database file {self.db_path(db_id)} is missing",
-                                     "missing database file")
+        if check_db:
+            try:
+                self.check_database(self.db_path(db_id))
+            except SpiderFormatError as e:
+                raise SpiderFormatError(f"{path}: record {i}: field 'db_id': {e}; leave its examples out with an "
+                                        "exclusion list or data.on_error=skip", e.reason) from None
 
     def _fail(self, err: SpiderFormatError, reason: str) -> None:
         if self.on_error == "raise":

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 
 from sqlglot.tokens import Tokenizer, TokenType
 
-from sqltrain.io import atomic_dir, build_once
+from sqltrain.io import OutputError, atomic_dir, build_once, check_replaceable
 from sqltrain.spider.hardness import LEVELS, hardness
 from sqltrain.spider.mini_data import DEV_DOMAINS, TRAIN_DOMAINS
 from sqltrain.spider.mini_data.fill import Instance, MiniGenerationError, instantiate, order_is_determined
@@ -42,11 +42,23 @@ _TOKENIZER = Tokenizer()
 
 
 def write_mini_benchmark(dest: str | os.PathLike) -> Path:
-    """Generate the mini benchmark into `dest` (replaced whole, atomically) and return it."""
+    """Generate the mini benchmark into `dest` (replaced whole, atomically) and return it.
+
+    An existing `dest` is replaced only when it is empty or a mini benchmark sqltrain wrote
+    (sqltrain.io.OutputError otherwise: `sqltrain data mini ~/work` must not wipe ~/work).
+    """
+    if not str(dest).strip():
+        raise OutputError("mini benchmark destination is empty: give a directory")
     dest = Path(dest).expanduser().absolute()
-    with atomic_dir(dest) as tmp:
+    check_replaceable(dest, _is_mini, what="mini benchmark destination")
+    with atomic_dir(dest, legacy=_is_mini) as tmp:
         _generate(tmp)
     return dest
+
+
+def _is_mini(path: Path) -> bool:
+    """A mini benchmark written before the output marker (it carries the source stamp)."""
+    return (path / _STAMP).is_file()
 
 
 def _generate(tmp: Path) -> None:

@@ -12,6 +12,7 @@ Column ids follow the official ``"__table.column__"`` form (lowercase, ``"__all_
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Union
@@ -30,6 +31,18 @@ WHERE_OPS: dict[type, str] = {
 }
 SET_OPS: dict[type, str] = {exp.Intersect: "intersect", exp.Union: "union", exp.Except: "except"}
 ALL_COLUMNS = "__all__"
+
+
+class _NoCommandFallbackWarning(logging.Filter):
+    """sqlglot logs "'<the whole SQL>' contains unsupported syntax. Falling back to parsing as a
+    'Command'" for text it cannot parse; parse_sql turns that outcome into a ValueError already,
+    and predictions are untrusted text of any length, so the warning only floods stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in str(record.msg)
+
+
+logging.getLogger("sqlglot").addFilter(_NoCommandFallbackWarning())
 
 
 @dataclass(frozen=True)

@@ -132,7 +132,7 @@ def _check_resumable(cfg: Config) -> None:
 
 def preflight(cfg: Config) -> Plan:
     """Every check that needs no worker: model source, shards, step plan, resumability."""
-    from sqltrain.model.loading import ModelSourceError, check_model_source
+    from sqltrain.model.loading import ModelSourceError, check_lora_targets, check_model_source
 
     if cfg.train.use_gpu and cfg.train.gpus_per_worker <= 0:
         raise ConfigError("train.gpus_per_worker must be > 0 when train.use_gpu is true")
@@ -150,6 +150,7 @@ def preflight(cfg: Config) -> Plan:
         check_model_source(cfg.model)
     except ModelSourceError as e:
         raise ConfigError(str(e)) from None
+    check_lora_targets(cfg)
     _check_resumable(cfg)
     return plan
 
