@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "sqltrain.spider.command", "sqltrain.prep.command", "sqltrain.train.command", "sqltrain.tune.command",
     "sqltrain.generate.command", "sqltrain.evaluate.command", "sqltrain.report.command", "sqltrain.pipeline",
+    "sqltrain.export.command",
 )
 
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqltrain.config import ConfigError
     from sqltrain.evaluate.predictions import PredictionsError
+    from sqltrain.export.source import ExportError
     from sqltrain.spider.benchmark import SpiderFormatError
     from sqltrain.train.data import ShardError
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     # shards) are one line and exit code 2; anything else is a bug and keeps its traceback.
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, SpiderFormatError, PredictionsError, ShardError) as e:
+    except (ConfigError, SpiderFormatError, PredictionsError, ShardError, ExportError) as e:
         print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
         return 2
 

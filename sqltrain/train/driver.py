@@ -150,6 +150,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
     from ray.train.torch import TorchTrainer
 
     from sqltrain.train.worker import train_loop_per_worker
+    from sqltrain.tracking.callback import training_callbacks
 
     t, out = cfg.train, train_dir(cfg)
     resources = {"CPU": t.cpus_per_worker} | ({"GPU": t.gpus_per_worker} if t.use_gpu else {})
@@ -162,7 +163,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
         checkpoint_config=CheckpointConfig(
             num_to_keep=t.keep_best, checkpoint_score_attribute="dev_loss", checkpoint_score_order="min"
         ),
-        callbacks=[MetricsLog(str(out / "metrics.jsonl")), *(callbacks or [])],
+        callbacks=[MetricsLog(str(out / "metrics.jsonl")), *training_callbacks(cfg), *(callbacks or [])],
     )
     return TorchTrainer(
         train_loop_per_worker,
