@@ -1,10 +1,8 @@
 """The tracking backends: one class per client, `open_tracker` the factory (tracking.backend).
 
-TensorBoard event files
-through tensorboardX (installed with Ray Train, so it costs no dependency; `tensorboard` itself
-is needed only to view them), MLflow through its client (a sqlite store under `tracking.dir`
-unless `tracking.uri` names a server), W&B through `wandb` (offline by default). `none` logs
-nothing. Several processes log to one run (the Ray Train controller, Tune trials, the pipeline
+TensorBoard event files through torch's
+SummaryWriter, MLflow through its client (a sqlite store under `tracking.dir` unless
+`tracking.uri` names a server), W&B through `wandb` (offline by default). `none` logs nothing. Several processes log to one run (the Ray Train controller, Tune trials, the pipeline
 driver); they find it through `{tracking.dir}/run.json`, written once under a file lock by the
 first one, which also logs the resolved config.
 """
@@ -13,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
@@ -96,19 +92,23 @@ class NoTracker:
 
 
 class TensorBoardTracker(NoTracker):
-    """Event files in {tracking.dir}/tensorboard: `tensorboard --logdir <that dir>`."""
+    """Event files in {tracking.dir}/tensorboard: `tensorboard --logdir <that dir>`. Each process
+    writes its own file (named by time, host, pid and a counter); TensorBoard reads them as one run.
+
+    torch's SummaryWriter, not tensorboardX's: its flush() waits until every queued event is on
+    disk, while tensorboardX's flush() leaves queued events to a background thread (seen in a
+    test: the last report was not on disk after flush()), which dies with the Ray Train
+    controller process."""
 
     def __init__(self, cfg: Config):
-        from tensorboardX import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter
 
         super().__init__(cfg)
         logdir = Path(cfg.tracking.dir) / "tensorboard"
         with run_ids(cfg) as ids:
             first = "tensorboard" not in ids
             ids.setdefault("tensorboard", str(logdir))
-        # tensorboardX names files by second and host: the pid and a nonce keep the files of
-        # processes that open the run in the same second apart (TensorBoard reads them all).
-        self.writer = SummaryWriter(logdir=str(logdir), filename_suffix=f".{os.getpid()}.{uuid.uuid4().hex[:8]}")
+        self.writer = SummaryWriter(log_dir=str(logdir))
         if first:
             self.log_text("config", "```yaml\n" + yaml.safe_dump(cfg.to_dict(), sort_keys=False) + "```")
 
