@@ -37,7 +37,8 @@ def model_cache(tmp_path_factory):
 def cfg(tmp_path_factory, model_cache):
     """The quickstart config (SmolLM2-135M, LoRA on all linear layers, no quantization)."""
     run = tmp_path_factory.mktemp("export") / "quick"
-    return load_config(REPO / "configs" / "quickstart.yaml", [f"run_dir={run}", f"model.cache_dir={model_cache}", "lora.r=8"])
+    overrides = [f"run_dir={run}", f"model.cache_dir={model_cache}", "lora.r=8"]
+    return load_config(REPO / "configs" / "quickstart.yaml", overrides)
 
 
 def local(cfg) -> list[str]:
@@ -304,15 +305,15 @@ def test_qlora_adapter_merges_into_the_dequantized_nf4_base(model_cache, tmp_pat
 
     from sqltrain.model.loading import load_base_model
 
-    adapter = tiny_adapter(tmp_path / "adapter", model_cache, "quantization.method=nf4", "quantization.compute_dtype=fp32")
+    nf4 = ("quantization.method=nf4", "quantization.compute_dtype=fp32")
+    adapter = tiny_adapter(tmp_path / "adapter", model_cache, *nf4)
     out = run_export(adapter, "merged", tmp_path / "merged", overrides=[f"model.cache_dir={model_cache}"])
-    acfg = load_config(None, [f"model.cache_dir={model_cache}", "model.name=random:tiny",
-                              "quantization.method=nf4", "quantization.compute_dtype=fp32"])
+    base = [f"model.cache_dir={model_cache}", "model.name=random:tiny"]
     ids = torch.tensor([[1, 504, 3000, 42, 7, 99, 1200, 5]])
     with torch.no_grad():
-        reference = PeftModel.from_pretrained(load_base_model(acfg), str(adapter))(ids).logits
-        plain = PeftModel.from_pretrained(load_base_model(acfg.model_copy(update={"quantization": acfg.quantization.model_copy(
-            update={"method": "none"})})), str(adapter))(ids).logits
+        reference = PeftModel.from_pretrained(load_base_model(load_config(None, [*base, *nf4])), str(adapter))(ids).logits
+        unquantized = load_base_model(load_config(None, [*base, "quantization.method=none"]))
+        plain = PeftModel.from_pretrained(unquantized, str(adapter))(ids).logits
         merged = load_fp32(out)(ids).logits
     assert (merged - reference).abs().max() < 0.1 * (plain - reference).abs().max()
     assert json.loads((out / "sqltrain_export.json").read_text())["merged_into"] == "dequantized NF4 base"
@@ -355,3 +356,30 @@ def test_unsupported_architecture_is_refused_for_gguf(model_cache, tmp_path, cap
 def test_quant_is_refused_for_merged(tmp_path, capsys):
     code, err = run_cli(capsys, "--adapter", str(tmp_path), "--format", "merged", "--quant", "q8_0")
     assert code == 2 and "--quant applies to --format gguf and ollama" in err
+
+
+def test_qwen2_gguf_reads_back_with_biases_and_an_untied_head(model_cache, tmp_path):
+    """The qwen2 family (the GPU recipe's Qwen2.5-Coder): attention biases, no q/k permutation,
+    an untied lm_head as output.weight, and the tokenizer built from Hugging Face files."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from sqltrain.export.to_gguf import write_gguf
+    from sqltrain.model.loading import load_tokenizer
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model("qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, vocab_size=49152,
+                                  max_position_embeddings=512, tie_word_embeddings=False)
+    model = AutoModelForCausalLM.from_config(config).to(torch.bfloat16)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias"):
+                p.normal_(std=0.5)  # zero-initialised: a misplaced bias would go unnoticed
+    model.save_pretrained(tmp_path)
+    load_tokenizer(load_config(None, [f"model.cache_dir={model_cache}"]).model).save_pretrained(tmp_path)
+    write_gguf(tmp_path, tmp_path / "qwen.gguf", "f16", "tiny-qwen2", None)
+    ids = torch.tensor([[1, 504, 3000, 42, 7, 99, 1200, 5]])
+    with torch.no_grad():
+        want = model.float()(ids).logits
+        got = load_fp32(tmp_path, "qwen.gguf")(ids).logits
+    assert (got - want).abs().max() < 1e-3

@@ -77,6 +77,7 @@ def log_a_run(cfg, tmp_path: Path) -> dict:
         log_evaluation(cfg, tag, json.loads((d / "summary.json").read_text()), d / "summary.json")
     result = write_compare(base, tuned, runs / "compare")
     log_compare(cfg, result, runs / "compare")
+    callback.tracker.close()  # what the controller's exit does
     return result
 
 
@@ -146,8 +147,9 @@ def test_wandb_offline_run(tmp_path):
     cfg = cfg_for(tmp_path, "wandb")
     log_a_run(cfg, tmp_path)
     run_id = json.loads((Path(cfg.tracking.dir) / "run.json").read_text())["wandb"]
-    runs = list((Path(cfg.tracking.dir) / "wandb").glob(f"offline-run-*-{run_id}"))
-    assert len(runs) == 4 and all(list(r.glob("*.wandb")) for r in runs)
+    [run] = (Path(cfg.tracking.dir) / "wandb").glob(f"offline-run-*-{run_id}")  # one process here: one live run
+    [log] = run.glob("*.wandb")
+    assert log.stat().st_size > 0
 
 
 # --- a real Ray Train run: the callback logs from the controller process --------------------------

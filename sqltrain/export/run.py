@@ -96,11 +96,12 @@ def run_export(adapter: str | Path, fmt: str, out: str | Path | None = None, qua
         _check_architecture(cfg)
     quant = quant or DEFAULT_QUANT
     dest = Path(out) if out else default_out(adapter, fmt)
+    merged_into = "dequantized NF4 base" if cfg.quantization.method == "nf4" else "base"
     with atomic_dir(dest) as tmp:
         files = EXPORTERS[fmt](cfg, adapter, tmp, quant)
         atomic_write_json(tmp / "sqltrain_export.json", {
             "format": fmt, "quant": None if fmt == "merged" else quant, "adapter": str(adapter),
-            "base": cfg.model.name, "merged_into": "dequantized NF4 base" if cfg.quantization.method == "nf4" else "base",
-            "files": files, "prompt": cfg.prompt.model_dump(mode="json"),
+            "base": cfg.model.name, "merged_into": merged_into, "files": files,
+            "prompt": cfg.prompt.model_dump(mode="json"),
         })
     return dest

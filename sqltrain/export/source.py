@@ -23,7 +23,8 @@ def read_adapter(adapter: Path, cfg: Config, base: str | None) -> Config:
     from sqltrain.generate.pipeline import generation_config
 
     if not adapter.is_dir():
-        raise ExportError(f"--adapter {adapter}: no such directory (an adapter dir is e.g. runs/quickstart/train/adapter)")
+        raise ExportError(f"--adapter {adapter}: no such directory "
+                          "(an adapter dir is e.g. runs/quickstart/train/adapter)")
     if not (adapter / ADAPTER_WEIGHTS).exists():
         raise ExportError(f"--adapter {adapter}: missing {ADAPTER_WEIGHTS} (expected a `sqltrain train` adapter)")
     try:

@@ -2,15 +2,17 @@
 
 TensorBoard event files through torch's
 SummaryWriter, MLflow through its client (a sqlite store under `tracking.dir` unless
-`tracking.uri` names a server), W&B through `wandb` (offline by default). `none` logs nothing. Several processes log to one run (the Ray Train controller, Tune trials, the pipeline
-driver); they find it through `{tracking.dir}/run.json`, written once under a file lock by the
-first one, which also logs the resolved config.
+`tracking.uri` names a server), W&B through `wandb` (offline by default). `none` logs nothing.
+Several processes log to one run (the Ray Train controller, Tune trials, the pipeline driver);
+they find it through `{tracking.dir}/run.json`, written once under a file lock by the first
+one, which also logs the resolved config.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from contextlib import contextmanager
 from numbers import Real
 from pathlib import Path
@@ -189,12 +191,17 @@ class WandbTracker(NoTracker):
         t = cfg.tracking
         with run_ids(cfg) as ids:
             first = "wandb" not in ids
-            run_id = ids.setdefault("wandb", wandb.util.generate_id())
-        self.run = wandb.init(
-            project=t.project, name=run_name(cfg), id=run_id, resume="allow", dir=t.dir,
-            mode="offline" if t.offline else "online", config=flat_config(cfg) if first else None,
-            reinit="create_new",
-        )
+            run_id = ids.setdefault("wandb", uuid.uuid4().hex[:8])  # W&B ids: short, [a-z0-9]
+        # W&B refuses a second live run with the same id in one process: trackers opened while
+        # one is live (e.g. stages run in-process next to the callback) share it.
+        self.owner = run_id not in _WANDB_RUNS
+        if self.owner:
+            _WANDB_RUNS[run_id] = wandb.init(
+                project=t.project, name=run_name(cfg), id=run_id, resume="allow", dir=t.dir,
+                mode="offline" if t.offline else "online", config=flat_config(cfg) if first else None,
+                reinit="create_new",
+            )
+        self.run = _WANDB_RUNS[run_id]
         self.axes: set[str] = set()
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
@@ -217,7 +224,12 @@ class WandbTracker(NoTracker):
         self.run.save(str(path), base_path=str(Path(path).parent), policy="now")
 
     def close(self) -> None:
-        self.run.finish()
+        if self.owner:
+            _WANDB_RUNS.pop(self.run.id).finish()
+
+
+_WANDB_RUNS: dict[str, Any] = {}
+"""Live W&B runs of this process by id."""
 
 
 BACKENDS = {"none": NoTracker, "tensorboard": TensorBoardTracker, "mlflow": MlflowTracker, "wandb": WandbTracker}
