@@ -190,6 +190,23 @@ def test_gguf_reads_back_and_writes_the_same_greedy_sql(gguf_f16, merged, prompt
     assert got == want
 
 
+def test_llama_cpp_runs_the_gguf_like_transformers_runs_the_merged_model(gguf_f16, merged, prompts):
+    """llama.cpp itself (llama-cpp-python; not in `.[dev]`: a long C++ build) loads the file,
+    tokenizes the prompts as the training tokenizer does and decodes the same greedy SQL."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    from transformers import AutoTokenizer
+
+    from sqltrain.generate.extract import extract_sql
+
+    tok = AutoTokenizer.from_pretrained(merged)
+    llm = llama_cpp.Llama(model_path=str(gguf_f16), n_ctx=1024, n_threads=2, verbose=False)
+    for p in prompts:
+        assert llm.tokenize(p.encode(), add_bos=False, special=True) == tok(p, add_special_tokens=False)["input_ids"]
+    got = [extract_sql(llm.create_completion(p, max_tokens=MAX_NEW_TOKENS, temperature=0.0, top_k=1,
+                                             stop=[tok.eos_token])["choices"][0]["text"]) for p in prompts]
+    assert got == greedy_sql(load_fp32(merged), tok, prompts)
+
+
 def test_gguf_metadata_is_what_llama_cpp_reads(gguf_f16, merged):
     from gguf import GGUFReader
 
@@ -383,3 +400,13 @@ def test_qwen2_gguf_reads_back_with_biases_and_an_untied_head(model_cache, tmp_p
         want = model.float()(ids).logits
         got = load_fp32(tmp_path, "qwen.gguf")(ids).logits
     assert (got - want).abs().max() < 1e-3
+
+
+def test_export_is_readable_by_other_users(merged):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(merged.stat().st_mode) == 0o777 & ~umask
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask for f in merged.iterdir())

@@ -60,7 +60,7 @@ def modelfile(gguf_name: str, template: str, prompt: PromptConfig, stops: list[s
     header = [
         "# Written by `sqltrain export --format ollama`. Serve it with:  ollama create <name> -f Modelfile",
         "# Send as the user message the training prompt's user turn, prompt.user_template:",
-        *(f"#   {line}" for line in prompt.user_template.splitlines()),
+        *(f"#   {line}".rstrip() for line in prompt.user_template.splitlines()),
         "# with {schema} the database schema as sqltrain serializes it and {question} the question.",
     ]
     lines = [

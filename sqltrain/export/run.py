@@ -17,6 +17,18 @@ MERGED_TMP = ".merged"
 """The merged model a GGUF is written from, inside the output's temp dir (removed after)."""
 
 
+def _readable(tmp: Path) -> None:
+    """Usual permissions (umask) for the output: temp dirs and files are created owner-only, and
+    a server running as another user (vLLM, Ollama's daemon) must read the export."""
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)
+    for f in tmp.rglob("*"):
+        f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
+
+
 def default_out(adapter: Path, fmt: str) -> Path:
     """Beside the adapter: runs/x/train/adapter -> runs/x/train/adapter-<format>."""
     return adapter.parent / f"{adapter.name}-{fmt}"
@@ -104,4 +116,5 @@ def run_export(adapter: str | Path, fmt: str, out: str | Path | None = None, qua
             "base": cfg.model.name, "merged_into": merged_into, "files": files,
             "prompt": cfg.prompt.model_dump(mode="json"),
         })
+        _readable(tmp)
     return dest
