@@ -43,6 +43,17 @@ def test_unknown_backend_is_a_config_error(tmp_path):
         cfg_for(tmp_path, "neptune")
 
 
+def test_missing_client_fails_before_training_starts(tmp_path, monkeypatch):
+    from sqltrain.config import ConfigError
+    from sqltrain.tracking import backends
+    from sqltrain.tracking.callback import training_callbacks
+
+    assert training_callbacks(cfg_for(tmp_path, "none")) == []
+    monkeypatch.setitem(backends.CLIENTS, "mlflow", ("no_such_mlflow_module", "sqltrain[mlflow]"))
+    with pytest.raises(ConfigError, match=r"tracking.backend=mlflow needs no_such_mlflow_module: pip install"):
+        training_callbacks(cfg_for(tmp_path, "mlflow"))
+
+
 # --- one run's logging, as the stages do it (each in its own tracker, as in separate processes) ---
 
 

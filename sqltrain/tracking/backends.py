@@ -233,6 +233,17 @@ _WANDB_RUNS: dict[str, Any] = {}
 
 
 BACKENDS = {"none": NoTracker, "tensorboard": TensorBoardTracker, "mlflow": MlflowTracker, "wandb": WandbTracker}
+CLIENTS = {"mlflow": ("mlflow", "sqltrain[mlflow]"), "wandb": ("wandb", "sqltrain[wandb]")}
+"""Backends whose client is an optional extra: module, what to install."""
+
+
+def check_client(cfg: Config) -> None:
+    """ConfigError when tracking.backend's client is not installed (without importing it)."""
+    import importlib.util
+
+    module, extra = CLIENTS.get(cfg.tracking.backend, (None, None))
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(f"tracking.backend={cfg.tracking.backend} needs {module}: pip install '{extra}'")
 
 
 def open_tracker(cfg: Config) -> NoTracker:

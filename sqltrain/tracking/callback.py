@@ -11,7 +11,7 @@ from __future__ import annotations
 from ray.train import UserCallback
 
 from sqltrain.config import Config, config_from_dict
-from sqltrain.tracking.backends import STEP_KEY, NoTracker, flatten, open_tracker
+from sqltrain.tracking.backends import STEP_KEY, NoTracker, check_client, flatten, open_tracker
 
 
 class TrackingCallback(UserCallback):
@@ -34,5 +34,9 @@ class TrackingCallback(UserCallback):
 
 
 def training_callbacks(cfg: Config) -> list[UserCallback]:
-    """The callbacks that log cfg's training to its tracker (none for tracking.backend=none)."""
-    return [] if cfg.tracking.backend == "none" else [TrackingCallback(cfg)]
+    """The callbacks that log cfg's training to its tracker (none for tracking.backend=none).
+    A missing client fails here, before any worker starts, not at the first report."""
+    if cfg.tracking.backend == "none":
+        return []
+    check_client(cfg)
+    return [TrackingCallback(cfg)]
