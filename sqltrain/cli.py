@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "sqltrain.spider.command", "sqltrain.prep.command", "sqltrain.train.command", "sqltrain.tune.command",
     "sqltrain.generate.command", "sqltrain.evaluate.command", "sqltrain.report.command", "sqltrain.pipeline",
+    "sqltrain.export.command",
 )
 
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from sqltrain.config import ConfigError
     from sqltrain.evaluate.predictions import PredictionsError
+    from sqltrain.export.source import ExportError
     from sqltrain.io import OutputError
     from sqltrain.model.loading import ModelSourceError
     from sqltrain.raycluster import RayConnectError
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, SpiderFormatError, PredictionsError, ShardError, OutputError, RayConnectError,
-            ModelSourceError, DivergedAdapterError) as e:
+            ModelSourceError, DivergedAdapterError, ExportError) as e:
         print(f"sqltrain {args.verb}: {e}", file=sys.stderr)
         return 2
     except TrainingDiverged as e:

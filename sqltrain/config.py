@@ -282,6 +282,26 @@ class TuneConfig(Section):
     scheduler: Literal["asha", "fifo"] = "asha"
 
 
+class TrackingConfig(Section):
+    backend: Literal["none", "tensorboard", "mlflow", "wandb"] = "none"
+    """Experiment tracker that training metrics, Tune trials and evaluation results go to (one run
+    per run_dir): tensorboard (event files, no server), mlflow (`pip install sqltrain[mlflow]`),
+    wandb (`pip install sqltrain[wandb]`); none = only the run_dir's own files."""
+    project: str = "sqltrain"
+    """MLflow experiment / W&B project name."""
+    run_name: str | None = None
+    """Name of the tracking run; None = the run_dir's folder name."""
+    dir: str | None = None
+    """Local tracking files (TensorBoard event files, the MLflow sqlite store and artifacts, W&B
+    offline runs); None = {run_dir}/tracking. Tune trials and evaluations log into this one run."""
+    uri: str | None = None
+    """MLflow tracking server (e.g. http://host:5000); None = the local sqlite store in `dir`."""
+    offline: bool = True
+    """W&B: write the run locally (upload later with `wandb sync`); false = log online (needs WANDB_API_KEY)."""
+    prefix: str = "train"
+    """Namespace of the training metrics (Tune sets tune/<trial_id> for each trial)."""
+
+
 class ClusterConfig(Section):
     address: str | None = Field(None, min_length=1)
     """Ray address ("auto" joins a cluster started with `ray start`); None = $RAY_ADDRESS if set
@@ -305,6 +325,7 @@ class Config(Section):
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -320,7 +341,8 @@ class Config(Section):
 
 
 # Fields holding filesystem paths: resolved to absolute at load time.
-_PATH_FIELDS = ("run_dir", "data.spider_dir", "data.exclude", "linking.cache_dir", "model.cache_dir", "cluster.storage_path")
+_PATH_FIELDS = ("run_dir", "data.spider_dir", "data.exclude", "linking.cache_dir", "model.cache_dir", "cluster.storage_path",
+                "tracking.dir")
 
 
 def parse_value(text: str) -> Any:
@@ -368,6 +390,8 @@ def _clip(text: str, limit: int = 80) -> str:
 
 def _resolve_paths(cfg: Config) -> Config:
     d = cfg.model_dump()
+    # Fixed at load time, so Tune trials (whose run_dir is {run_dir}/tune/<id>) log to the same run.
+    d["tracking"]["dir"] = d["tracking"]["dir"] or str(Path(d["run_dir"]) / "tracking")
     for dotted in _PATH_FIELDS:
         *parents, leaf = dotted.split(".")
         node = d

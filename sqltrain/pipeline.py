@@ -65,12 +65,27 @@ def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
     return True
 
 
+def _evaluate(cfg: Config, predictions: Path, out: Path, tag: str) -> None:
+    """Evaluate one predictions file into out/, then log its summary to the tracking run."""
+    from sqltrain.evaluate.runner import run_evaluate_config
+    from sqltrain.tracking.log import log_evaluation
+
+    summary = run_evaluate_config(cfg, predictions, out, split=cfg.data.eval_split)
+    log_evaluation(cfg, tag, summary, out / "summary.json")
+
+
+def _compare(cfg: Config, base: Path, finetuned: Path, out: Path) -> None:
+    """Base vs fine-tuned into out/, then logged to the tracking run."""
+    from sqltrain.report.compare import write_compare
+    from sqltrain.tracking.log import log_compare
+
+    log_compare(cfg, write_compare(base, finetuned, out), out)
+
+
 def build_stages(cfg: Config) -> list[Stage]:
     """The pipeline's stages in order, each a call into one stage module."""
-    from sqltrain.evaluate.runner import run_evaluate_config
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.report.compare import write_compare
     from sqltrain.report.report import write_report
     from sqltrain.train.driver import run_training
 
@@ -88,11 +103,11 @@ def build_stages(cfg: Config) -> list[Stage]:
         Stage("generate-finetuned", gen_keys, [preds["finetuned"]],
               lambda: run_generate(cfg, adapter=str(adapter), split=split, out=preds["finetuned"])),
         Stage("evaluate-base", PREPARE_KEYS + GENERATE_KEYS + EVALUATE_KEYS, [evals["base"] / "summary.json"],
-              lambda: run_evaluate_config(cfg, preds["base"], evals["base"], split=split)),
+              lambda: _evaluate(cfg, preds["base"], evals["base"], "base")),
         Stage("evaluate-finetuned", gen_keys + EVALUATE_KEYS, [evals["finetuned"] / "summary.json"],
-              lambda: run_evaluate_config(cfg, preds["finetuned"], evals["finetuned"], split=split)),
+              lambda: _evaluate(cfg, preds["finetuned"], evals["finetuned"], "finetuned")),
         Stage("compare", gen_keys + EVALUATE_KEYS, [run / "compare" / "compare.json"],
-              lambda: write_compare(evals["base"], evals["finetuned"], run / "compare")),
+              lambda: _compare(cfg, evals["base"], evals["finetuned"], run / "compare")),
         Stage("report", gen_keys + EVALUATE_KEYS, [run / "report" / "report.md"], lambda: write_report(run)),
     ]
 

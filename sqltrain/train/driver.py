@@ -181,6 +181,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from sqltrain.tracking.callback import training_callbacks
     from sqltrain.train.worker import WorkerPlan, train_loop_per_worker
 
     t, out = cfg.train, train_dir(cfg)
@@ -195,7 +196,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
         checkpoint_config=CheckpointConfig(
             num_to_keep=t.keep_best, checkpoint_score_attribute="dev_loss", checkpoint_score_order="min"
         ),
-        callbacks=[MetricsLog(str(out / "metrics.jsonl")), *(callbacks or [])],
+        callbacks=[MetricsLog(str(out / "metrics.jsonl")), *training_callbacks(cfg), *(callbacks or [])],
     )
     return TorchTrainer(
         train_loop_per_worker,

@@ -47,8 +47,10 @@ class DevReports(TuneReportCallback):
 
 
 def trial_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: str) -> Config:
-    """The base config with the trial's sampled values, writing under {run_dir}/tune/<trial_id>."""
-    return with_values(base, {**sampled, "run_dir": f"{base['run_dir']}/tune/{trial_id}"})
+    """The base config with the trial's sampled values, writing under {run_dir}/tune/<trial_id>
+    (its training metrics go to the base run's tracking run, under tune/<trial_id>/)."""
+    return with_values(base, {**sampled, "run_dir": f"{base['run_dir']}/tune/{trial_id}",
+                              "tracking.prefix": f"tune/{trial_id}"})
 
 
 def _share_data(base_run_dir: str, trial_run_dir: str) -> None:
@@ -164,6 +166,7 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
     params = parse_search_space(cfg.tune.search_space, cfg)  # bad spaces fail before Ray starts
     _check_shards(cfg)
     from sqltrain.raycluster import ensure_ray
+    from sqltrain.tracking.log import log_tune
 
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     concurrency, why = max_concurrency(cfg, ray.cluster_resources())
@@ -171,4 +174,5 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
     grid = build_tuner(cfg, concurrency, params).fit()
     summary = summarize([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
     atomic_write_json(tune_dir(cfg) / "results.json", summary)
+    log_tune(cfg, summary, tune_dir(cfg) / "results.json")
     return summary
