@@ -134,6 +134,30 @@ def test_1_evaluate_out_refuses_foreign_files_and_files(bench, tmp_path, capsys)
     assert afile.read_text() == "mine"
 
 
+def test_1_generate_out_refuses_a_file_it_did_not_write(bench, tmp_path, capsys):
+    mine = tmp_path / "preds.jsonl"
+    mine.write_text("my own notes\n")
+    code = main(["generate", "--config", QUICKSTART, f"run_dir={tmp_path / 'run'}", f"data.spider_dir={bench}",
+                 "--out", str(mine)])
+    one_line_error(capsys, code, str(mine), "not written by sqltrain")
+    assert mine.read_text() == "my own notes\n" and not ray_started()
+
+
+def test_1_compare_out_refuses_a_directory_it_did_not_write(bench, tmp_path, capsys):
+    evals = []
+    for name in ("a", "b"):
+        assert main(evaluate_args(bench, bench / "dev_gold.sql", tmp_path / name)) == 0
+        evals.append(str(tmp_path / name))
+    capsys.readouterr()
+    out = tmp_path / "cmp"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    one_line_error(capsys, main(["compare", *evals, "--out", str(out)]), str(out))
+    assert (out / "notes.txt").read_text() == "mine"
+    assert main(["compare", *evals, "--out", str(tmp_path / "cmp2")]) == 0
+    assert main(["compare", *evals, "--out", str(tmp_path / "cmp2")]) == 0  # its own output: replaced
+
+
 def test_1_atomic_dir_replaces_only_what_sqltrain_wrote(tmp_path):
     from sqltrain.io import OUTPUT_MARKER, OutputError, atomic_dir, atomic_write_text
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltrain.config import Config, ConfigError, PromptConfig, config_from_dict
-from sqltrain.io import atomic_write_json, atomic_write_jsonl
+from sqltrain.io import OutputError, atomic_write_json, atomic_write_jsonl
 from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE, check_adapter_trusted
 
 ADAPTER_SECTIONS = ("model", "quantization", "linking", "lora")
@@ -209,6 +209,16 @@ def timing(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def check_prediction_target(out: Path) -> None:
+    """Refuse, before any work, to overwrite a file that is not an earlier predictions file of
+    sqltrain's (those have their .meta.json beside them)."""
+    if out.is_dir():
+        raise OutputError(f"predictions path {out} is a directory; give a file path")
+    if out.exists() and not out.with_suffix(".meta.json").is_file():
+        raise OutputError(f"predictions path {out} exists and was not written by sqltrain (no "
+                          f"{out.with_suffix('.meta.json').name} beside it); move it away or choose another path")
+
+
 def run_generate(cfg: Config, adapter: str | None = None, split: str | None = None, out: Path | None = None,
                  log=print) -> Path:
     """Generate SQL for every example of `split` (default: data.eval_split) with the base model
@@ -221,6 +231,7 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
         log(f"[sqltrain] generate: the adapter was trained on {gcfg.model.name!r}; using it "
             f"(config says {cfg.model.name!r})")
     out = Path(out) if out is not None else default_output(cfg, adapter, split)
+    check_prediction_target(out)
     start = time.perf_counter()
     rows = build_prompt_rows(gcfg, split)
     prompt_s = time.perf_counter() - start

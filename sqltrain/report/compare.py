@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltrain.evaluate.metrics import scores
-from sqltrain.io import atomic_write_json, atomic_write_text, read_jsonl
+from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_text, check_replaceable, read_jsonl
 from sqltrain.spider.hardness import LEVELS
 
 RECORD_FIELDS = ("index", "correct", "exact_match")
@@ -218,8 +218,14 @@ def write_compare(
     sample: int = 5,
 ) -> dict[str, Any]:
     """Compare two evaluation dirs and write out_dir/compare.json + compare.md (atomically)."""
+    check_replaceable(out_dir, _earlier_compare, what="compare output")  # before the work
     result = compare(eval_dir_a, eval_dir_b, labels=labels, sample=sample)
-    out = Path(out_dir)
-    atomic_write_json(out / "compare.json", result)
-    atomic_write_text(out / "compare.md", "# Comparison\n\n" + compare_markdown(result))
+    with atomic_dir(out_dir, _earlier_compare) as tmp:
+        atomic_write_json(tmp / "compare.json", result)
+        atomic_write_text(tmp / "compare.md", "# Comparison\n\n" + compare_markdown(result))
     return result
+
+
+def _earlier_compare(path: Path) -> bool:
+    """A compare dir written before output markers existed: compare.json + compare.md only."""
+    return {p.name for p in path.iterdir()} <= {"compare.json", "compare.md"}
