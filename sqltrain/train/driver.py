@@ -155,6 +155,39 @@ def preflight(cfg: Config) -> Plan:
     return plan
 
 
+def node_paths(cfg: Config, plan: Plan) -> dict[str, list[str]]:
+    """What every node must see to train: the shards (Ray Data reads them on any node) and the
+    model's local files (every worker loads the model). Random presets and hub ids need none; a
+    GGUF's dequantized copy is rebuilt on a node whose model.cache_dir is not shared (slower)."""
+    from sqltrain.model.loading import RANDOM_PREFIX, SMOLLM2
+
+    needs = {f"the prepared shards ({cfg.run_dir}/data)": plan.train.files + plan.dev.files}
+    for field in ("name", "tokenizer"):
+        value = getattr(cfg.model, field)
+        if value and value != SMOLLM2 and not value.startswith(RANDOM_PREFIX) and os.path.isabs(value):
+            needs[f"model.{field}"] = [value]
+    return needs
+
+
+def check_nodes(cfg: Config, plan: Plan) -> None:
+    """Pre-flight on the cluster, before any worker starts: warn about paths inside a Ray job's
+    working_dir copy, and check from every node that it sees what the run needs, including the
+    checkpoint storage when it is a path (a probe file proves it is the driver's storage, not a
+    same-named local directory)."""
+    from sqltrain.raycluster import SharedProbe, check_paths_on_nodes, job_copy_paths, started_locally
+
+    for warning in job_copy_paths({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path}):
+        print(f"[sqltrain] warning: {warning}", flush=True)
+    if not cfg.cluster.check_nodes or started_locally():
+        return
+    storage = cfg.cluster.storage_path or str(train_dir(cfg))
+    needs = node_paths(cfg, plan)
+    if "://" in storage:
+        return check_paths_on_nodes(needs)
+    with SharedProbe(storage) as probe:
+        check_paths_on_nodes({**needs, f"the checkpoint storage ({'cluster.storage_path' if cfg.cluster.storage_path else 'run_dir'})": [probe]})
+
+
 class MetricsLog(UserCallback):
     """Writes rank 0's reports to metrics.jsonl (runs in the Ray Train controller process).
 
@@ -247,6 +280,7 @@ def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
     cfg = cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
     plan = preflight(cfg)
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
+    check_nodes(cfg, plan)
     result = build_trainer(cfg, plan, callbacks).fit()
     rows = read_jsonl(train_dir(cfg) / "metrics.jsonl") if (train_dir(cfg) / "metrics.jsonl").exists() else []
     last = rows[-1] if rows else {}
