@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -129,15 +130,19 @@ def _config(nodes: Nodes, run_dir: Path, *overrides: str) -> list[str]:
     ]
 
 
-def _train(nodes: Nodes, run_dir: Path, mini_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
+def _shards(nodes: Nodes, run_dir: Path, mini_dir: Path) -> None:
     from sqltrain.config import load_config
     from sqltrain.model.loading import load_tokenizer
     from sqltrain.spider.benchmark import SpiderBenchmark
 
+    bench = SpiderBenchmark(mini_dir)
+    tok = load_tokenizer(load_config(None, _config(nodes, run_dir)).model)
+    write_shards(run_dir, bench, tok, {"train": bench.examples("train")[:64], "dev": bench.examples("dev")[:16]})
+
+
+def _train(nodes: Nodes, run_dir: Path, mini_dir: Path, *overrides: str) -> subprocess.CompletedProcess:
     if not (run_dir / "data").exists():
-        bench = SpiderBenchmark(mini_dir)
-        tok = load_tokenizer(load_config(None, _config(nodes, run_dir)).model)
-        write_shards(run_dir, bench, tok, {"train": bench.examples("train")[:64], "dev": bench.examples("dev")[:16]})
+        _shards(nodes, run_dir, mini_dir)
     config = run_dir.parent / "train.yaml"
     config.write_text("{}\n")
     return nodes.sqltrain("train", "--config", str(config), *_config(nodes, run_dir, *overrides))
@@ -190,15 +195,46 @@ def test_two_runs_sharing_a_storage_path_each_get_their_own_weights(cluster, run
     assert len(names) == 3 and all(n.startswith("run-") for n in names)
 
 
-def test_a_node_without_the_shared_path_is_named_before_training_and_nothing_is_lost(cluster, run_a, mini_dir):
+def test_jobs_submit_as_documented_and_warn_about_a_relative_run_dir(cluster):
+    # docs/cluster.md: `ray job submit --address <dashboard> --runtime-env ray_jobs/runtime_env.yaml`
+    # with RAY_AUTH_MODE=token, from the repository root.
+    submit = [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{cluster.dashboard}",
+              "--runtime-env", "ray_jobs/runtime_env.yaml", "--", "python", "ray_jobs/train.py",
+              "--config", "configs/train-cpu-smoke.yaml", "run_dir=runs/relative"]
+    proc = subprocess.run(submit, env=cluster.env, cwd=REPO, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    # The job ran on the cluster; its relative run_dir resolved inside the job's copy of the
+    # working dir, which sqltrain says before anything else (and there are no shards there).
+    assert "run_dir=" in out and "lies inside this Ray job's temporary copy of its working_dir" in out, out[-3000:]
+    assert "no train shards" in out and proc.returncode != 0
+    # Without RAY_AUTH_MODE=token the same command is refused: the docs are not decoration.
+    no_auth = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
+    proc = subprocess.run(submit, env=no_auth, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "AuthenticationError" in proc.stdout + proc.stderr
+
+
+def _files(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_a_node_without_the_shared_path_is_named_before_training_and_nothing_is_lost(cluster, mini_dir):
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("needs `unshare -m` (root, or a user namespace) to give one node a private mount")
+    run = cluster.shared / "d" / "run"
+    _shards(cluster, run, mini_dir)
     cluster.start("private", cpus=1, private=cluster.shared)
-    before = sorted(str(p) for p in cluster.shared.rglob("*"))
-    proc = _train(cluster, run_a, mini_dir, "train.max_steps=6")  # a longer run of run a: a new run id
+    before = _files(cluster.shared)
+    proc = _train(cluster, run, mini_dir)
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-3000:]
     error = proc.stderr.strip().splitlines()[-1]  # (above it: Ray's own connection log lines)
-    assert error.startswith("sqltrain train: node 127.0.0.1 (")
-    assert f"does not see the prepared shards ({run_a}/data): {run_a}/data/" in error
-    assert "more)" in error and "docs/cluster.md" in error
+    assert re.match(rf"sqltrain train: node \S+ \([0-9a-f]{{12}}\) does not see the prepared shards \({run}/data\): "
+                    rf"{run}/data/\w+/part-\d+\.parquet \(and 4 more\); put it on storage every node mounts", error), error
+    # (4 more: the other shards, and the probe file in the checkpoint storage)
     assert "Traceback" not in proc.stdout + proc.stderr
-    after = sorted(str(p) for p in cluster.shared.rglob("*"))
-    assert after == before  # no run folder, no probe file left behind, the shards and adapter kept
+    after = _files(cluster.shared)
+    assert {k: after.get(k) for k in before} == before  # nothing removed or changed
+    new = sorted(set(after) - set(before))
+    # New: the model the pre-flight materialised into the shared cache, the run's id marker and
+    # the test's own config file. No checkpoint folder, no probe file left behind.
+    assert all(k.startswith(str(cluster.shared / "models")) or k in (str(run / "train" / "run.json"),
+               str(run.parent / "train.yaml")) for k in new), new

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,17 @@ def run_id(cfg: Config) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def storage_run_name(cfg: Config) -> str:
+    """The Ray Train run folder under cluster.storage_path: <run_dir name>-<run id>-<run_dir hash>.
+    The run id keeps a run of another config or other shards from resuming these checkpoints;
+    the hash of the absolute run_dir keeps a rerun of the same config into a fresh run_dir from
+    being handed the first run's (finished) checkpoints as its own."""
+    import hashlib
+
+    where = hashlib.sha256(cfg.run_dir.encode()).hexdigest()[:8]
+    return f"{Path(cfg.run_dir).name}-{run_id(cfg)}-{where}"
+
+
 def _check_resumable(cfg: Config) -> None:
     """Refuse to resume checkpoints written by another run (other training config or shards).
 
@@ -133,7 +145,10 @@ def _check_resumable(cfg: Config) -> None:
 def preflight(cfg: Config) -> Plan:
     """Every check that needs no worker: model source, shards, step plan, resumability."""
     from sqltrain.model.loading import ModelSourceError, check_lora_targets, check_model_source
+    from sqltrain.raycluster import job_copy_paths
 
+    for warning in job_copy_paths({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path}):
+        print(f"[sqltrain] warning: {warning}", file=sys.stderr, flush=True)
     if cfg.train.use_gpu and cfg.train.gpus_per_worker <= 0:
         raise ConfigError("train.gpus_per_worker must be > 0 when train.use_gpu is true")
     if not cfg.train.use_gpu and cfg.deepspeed.stage == 3 and cfg.quantization.method == "nf4":
@@ -170,22 +185,20 @@ def node_paths(cfg: Config, plan: Plan) -> dict[str, list[str]]:
 
 
 def check_nodes(cfg: Config, plan: Plan) -> None:
-    """Pre-flight on the cluster, before any worker starts: warn about paths inside a Ray job's
-    working_dir copy, and check from every node that it sees what the run needs, including the
-    checkpoint storage when it is a path (a probe file proves it is the driver's storage, not a
-    same-named local directory)."""
-    from sqltrain.raycluster import SharedProbe, check_paths_on_nodes, job_copy_paths, started_locally
+    """Pre-flight on the cluster, before any worker starts: every node must see what the run
+    needs, the checkpoint storage included when it is a path (a probe file proves a node sees
+    the driver's storage, not a same-named local directory). Skipped on a local Ray we started."""
+    from sqltrain.raycluster import SharedProbe, check_paths_on_nodes, started_locally
 
-    for warning in job_copy_paths({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path}):
-        print(f"[sqltrain] warning: {warning}", flush=True)
     if not cfg.cluster.check_nodes or started_locally():
         return
-    storage = cfg.cluster.storage_path or str(train_dir(cfg))
     needs = node_paths(cfg, plan)
+    storage = cfg.cluster.storage_path or str(train_dir(cfg))
     if "://" in storage:
         return check_paths_on_nodes(needs)
+    field = "cluster.storage_path" if cfg.cluster.storage_path else "run_dir"
     with SharedProbe(storage) as probe:
-        check_paths_on_nodes({**needs, f"the checkpoint storage ({'cluster.storage_path' if cfg.cluster.storage_path else 'run_dir'})": [probe]})
+        check_paths_on_nodes({**needs, f"the checkpoint storage {storage} ({field})": [probe]})
 
 
 class MetricsLog(UserCallback):
@@ -222,7 +235,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
     run_config = RunConfig(
         # Shared storage holds many runs: each is named by its run_dir and its run id, so two runs
         # never resume each other's checkpoints; locally run_dir/train is ours alone.
-        name=f"{Path(cfg.run_dir).name}-{run_id(cfg)}" if remote else RUN_NAME,
+        name=storage_run_name(cfg) if remote else RUN_NAME,
         storage_path=cfg.cluster.storage_path if remote else str(out),
         failure_config=FailureConfig(max_failures=t.max_failures),
         checkpoint_config=CheckpointConfig(
@@ -237,7 +250,8 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
             "plan": WorkerPlan(total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch),
             "faults": os.environ.get(faults.ENV, ""),
         },
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
+                                     placement_strategy=cfg.cluster.placement_strategy),
         run_config=run_config,
         datasets={"train": read_split(plan.train), "dev": read_split(plan.dev, limit=plan.dev_rows)},
         # The dev rows go whole to every worker, which takes its own slice (see worker._dev_batches).
