@@ -15,7 +15,7 @@ NODE_CHECK_TIMEOUT_S = 120.0
 LOCAL_MARK = "SQLTRAIN_LOCAL_RAY"
 """Set beside $RAY_ADDRESS when sqltrain exported the address of a local Ray it started itself:
 that address is for Ray's own helpers, not a cluster for a later sqltrain command to join."""
-SETUP_HOOK = "sqltrain.raycluster.export_cluster_address"
+SETUP_HOOK = "sqltrain.raycluster.export_local_address"
 
 
 class RayConnectError(RuntimeError):
@@ -68,15 +68,16 @@ def start_local(runtime_env: dict[str, Any] | None = None, **kwargs: Any) -> Non
     env = dict(runtime_env or {})
     env.setdefault("worker_process_setup_hook", SETUP_HOOK)
     ray.init(address="local", num_cpus=os.cpu_count(), runtime_env=env, **kwargs)
-    export_cluster_address()
-    os.environ[LOCAL_MARK] = os.environ["RAY_ADDRESS"]
+    export_local_address()
 
 
-def export_cluster_address() -> None:
-    """Set $RAY_ADDRESS to the GCS address of the Ray this process is connected to."""
+def export_local_address() -> None:
+    """Set $RAY_ADDRESS (and the mark saying it is a local Ray of sqltrain's) to the GCS address
+    of the Ray this process is connected to; runs in the driver and, as the setup hook, in
+    every worker process of a local Ray that sqltrain started."""
     import ray
 
-    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    os.environ["RAY_ADDRESS"] = os.environ[LOCAL_MARK] = ray.get_runtime_context().gcs_address
 
 
 def started_locally() -> bool:
@@ -128,6 +129,21 @@ def _probe(host_port: str, what: str, timeout_s: float) -> None:
 
 
 # --- what every node must see -------------------------------------------------------------
+
+
+def check_shared(read: dict[str, list[str]], write: dict[str, str] | None = None) -> None:
+    """Check that every node sees the paths a stage reads ({what: paths}) and the very same
+    directories it writes to ({what: directory}, proved with a probe file the driver writes
+    there); raise NodePathError naming the first node and path that fail. Skipped on a local
+    Ray that sqltrain started (one node, this machine's filesystem)."""
+    from contextlib import ExitStack
+
+    if started_locally():
+        return
+    with ExitStack() as stack:
+        probes = {f"{what} {path}": [stack.enter_context(SharedProbe(path))]
+                  for what, path in (write or {}).items() if path and "://" not in path}
+        check_paths_on_nodes({**read, **probes})
 
 
 def check_paths_on_nodes(required: dict[str, list[str]], timeout_s: float = NODE_CHECK_TIMEOUT_S) -> None:

@@ -231,9 +231,24 @@ def test_a_node_without_the_shared_path_is_named_before_training_and_nothing_is_
                     rf"{run}/data/\w+/part-\d+\.parquet \(and 4 more\); put it on storage every node mounts", error), error
     # (4 more: the other shards, and the probe file in the checkpoint storage)
     assert "Traceback" not in proc.stdout + proc.stderr
+    # prepare (the finding: it reported success while a shard stayed on the other node's disk)
+    # and evaluate (a 48-line traceback) stop the same way, before any work.
+    shutil.copytree(mini_dir, cluster.shared / "mini")
+    before_stages = _files(cluster.shared)
+    for verb, args in (("prepare", ["--config", str(run.parent / "train.yaml"), f"run_dir={cluster.shared / 'p' / 'run'}",
+                                    "data.spider_dir=mini", f"cluster.address={cluster.address}"]),
+                       ("evaluate", ["--spider-dir", str(cluster.shared / "mini"), "--split", "dev", "--predictions",
+                                     str(cluster.shared / "mini" / "dev_gold.sql"), "--out", str(cluster.shared / "eval"),
+                                     "evaluate.parallel_threshold=0", f"cluster.address={cluster.address}"])):
+        proc = cluster.sqltrain(verb, *args)
+        error = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and re.match(rf"sqltrain {verb}: node \S+ \([0-9a-f]{{12}}\) does not see ", error), \
+            proc.stdout[-2000:] + proc.stderr[-3000:]
+        assert ("run_dir" if verb == "prepare" else "the databases") in error
+    assert _files(cluster.shared) == before_stages  # nothing written
     after = _files(cluster.shared)
     assert {k: after.get(k) for k in before} == before  # nothing removed or changed
-    new = sorted(set(after) - set(before))
+    new = sorted(set(after) - set(before) - set(_files(cluster.shared / "mini")))
     # New: the model the pre-flight materialised into the shared cache, the run's id marker and
     # the test's own config file. No checkpoint folder, no probe file left behind.
     assert all(k.startswith(str(cluster.shared / "models")) or k in (str(run / "train" / "run.json"),

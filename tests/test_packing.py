@@ -17,6 +17,7 @@ from sqltrain.train.data import (IGNORE_INDEX, PackedBatch, collator, input_toke
                                  pad_batch)
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def _rows(lengths: list[int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -184,3 +185,29 @@ def test_two_worker_packed_run_killed_and_resumed_matches_the_padded_run(tmp_pat
     assert [r["dev_loss"] for r in packed if "dev_loss" in r] == pytest.approx(
         [r["dev_loss"] for r in padded if "dev_loss" in r], rel=1e-4)
     assert packed[-1]["tokens"] == padded[-1]["tokens"]  # non-pad tokens, counted alike
+
+
+def test_packing_benchmark_measures_padding_as_training_batches(tmp_path, model_cache, mini_dir):
+    import json
+
+    import packing  # benchmarks/packing.py
+
+    from sqltrain.model.loading import load_tokenizer
+    from sqltrain.spider.benchmark import SpiderBenchmark
+    from sqltrain.train.data import length_grouped
+    from train_shards import write_shards
+
+    bench = SpiderBenchmark(mini_dir)
+    tok = load_tokenizer(load_config(None, ["model.name=random:tiny", f"model.cache_dir={model_cache}"]).model)
+    data = write_shards(tmp_path / "run", bench, tok, {"train": bench.examples("train")[:80]})
+    out = tmp_path / "padding.json"
+    assert packing.main([str(data), "--micro", "4,8", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rows"] == 80 and [m["micro_batch_size"] for m in report["micro_batches"]] == [4, 8]
+    rows = packing.load_rows(data, "train")
+    groups = list(length_grouped(rows, 4, random.Random(42)))
+    padded = sum(4 * max(len(r[0]) for r in g) for g in groups)
+    real = sum(len(r[0]) for g in groups for r in g)
+    grouped = report["micro_batches"][0]["grouped (as trained)"]
+    assert grouped["padding_share"] == pytest.approx(1 - real / padded)
+    assert grouped["padding_share"] < report["micro_batches"][0]["arrival order"]["padding_share"]

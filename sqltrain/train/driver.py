@@ -186,19 +186,13 @@ def node_paths(cfg: Config, plan: Plan) -> dict[str, list[str]]:
 
 def check_nodes(cfg: Config, plan: Plan) -> None:
     """Pre-flight on the cluster, before any worker starts: every node must see what the run
-    needs, the checkpoint storage included when it is a path (a probe file proves a node sees
-    the driver's storage, not a same-named local directory). Skipped on a local Ray we started."""
-    from sqltrain.raycluster import SharedProbe, check_paths_on_nodes, started_locally
+    needs, and the checkpoint storage when it is a path (raycluster.check_shared)."""
+    from sqltrain.raycluster import check_shared
 
-    if not cfg.cluster.check_nodes or started_locally():
-        return
-    needs = node_paths(cfg, plan)
-    storage = cfg.cluster.storage_path or str(train_dir(cfg))
-    if "://" in storage:
-        return check_paths_on_nodes(needs)
-    field = "cluster.storage_path" if cfg.cluster.storage_path else "run_dir"
-    with SharedProbe(storage) as probe:
-        check_paths_on_nodes({**needs, f"the checkpoint storage {storage} ({field})": [probe]})
+    if cfg.cluster.check_nodes:
+        field = "cluster.storage_path" if cfg.cluster.storage_path else "run_dir"
+        storage = cfg.cluster.storage_path or str(train_dir(cfg))
+        check_shared(node_paths(cfg, plan), write={f"the checkpoint storage ({field})": storage})
 
 
 class MetricsLog(UserCallback):
