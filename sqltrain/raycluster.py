@@ -138,6 +138,7 @@ def check_shared(read: dict[str, list[str]], write: dict[str, str] | None = None
     Ray that sqltrain started (one node, this machine's filesystem)."""
     from contextlib import ExitStack
 
+    warn_job_copy(write or {})
     if started_locally():
         return
     with ExitStack() as stack:
@@ -201,6 +202,19 @@ class SharedProbe:
         self.path.unlink(missing_ok=True)
 
 
+_WARNED: set[str] = set()
+
+
+def warn_job_copy(paths: dict[str, str | None]) -> None:
+    """Print each job_copy_paths warning once per process (on stderr)."""
+    import sys
+
+    for warning in job_copy_paths(paths):
+        if warning not in _WARNED:
+            _WARNED.add(warning)
+            print(f"[sqltrain] warning: {warning}", file=sys.stderr, flush=True)
+
+
 def job_copy_paths(paths: dict[str, str | None]) -> list[str]:
     """Warnings for paths that lie inside a Ray job's uploaded working_dir copy: a relative path
     in a job resolves there, on the head only, and is deleted with the job's files."""
@@ -211,6 +225,6 @@ def job_copy_paths(paths: dict[str, str | None]) -> list[str]:
         return []
     here = Path.cwd().resolve()
     inside = [(what, p) for what, p in paths.items() if p and "://" not in p and Path(p).resolve().is_relative_to(here)]
-    return [f"{what}={p} lies inside this Ray job's temporary copy of its working_dir ({here}): other nodes do "
+    return [f"{what} ({p}) lies inside this Ray job's temporary copy of its working_dir ({here}): other nodes do "
             f"not see it and Ray deletes it with the job's files; pass an absolute path on shared storage"
             for what, p in inside]

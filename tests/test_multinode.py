@@ -205,7 +205,7 @@ def test_jobs_submit_as_documented_and_warn_about_a_relative_run_dir(cluster):
     out = proc.stdout + proc.stderr
     # The job ran on the cluster; its relative run_dir resolved inside the job's copy of the
     # working dir, which sqltrain says before anything else (and there are no shards there).
-    assert "run_dir=" in out and "lies inside this Ray job's temporary copy of its working_dir" in out, out[-3000:]
+    assert "warning: run_dir (" in out and "lies inside this Ray job's temporary copy of its working_dir" in out, out[-3000:]
     assert "no train shards" in out and proc.returncode != 0
     # Without RAY_AUTH_MODE=token the same command is refused: the docs are not decoration.
     no_auth = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}

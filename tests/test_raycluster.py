@@ -138,6 +138,18 @@ def test_paths_inside_a_jobs_working_dir_copy_are_warned_about(tmp_path, monkeyp
     assert job_copy_paths(paths) == []  # not inside a job
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg.zip"}}))
     (warning,) = job_copy_paths(paths)
-    assert warning.startswith(f"run_dir={tmp_path}/runs/x lies inside this Ray job's temporary copy")
+    assert warning.startswith(f"run_dir ({tmp_path}/runs/x) lies inside this Ray job's temporary copy")
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {}}))
     assert job_copy_paths(paths) == []  # a job without a working_dir runs where it was started
+
+
+def test_stages_warn_once_when_they_would_write_into_a_jobs_working_dir_copy(tmp_path, monkeypatch, capsys):
+    from sqltrain import raycluster
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", json.dumps({"runtime_env": {"working_dir": "gcs://_ray_pkg.zip"}}))
+    monkeypatch.setattr(raycluster, "started_locally", lambda: True)  # one node: nothing to probe
+    for _ in range(2):
+        raycluster.check_shared({}, write={"run_dir": str(tmp_path / "runs" / "p")})
+    err = capsys.readouterr().err
+    assert err.count("warning: run_dir (") == 1 and "pass an absolute path on shared storage" in err

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -145,10 +144,9 @@ def _check_resumable(cfg: Config) -> None:
 def preflight(cfg: Config) -> Plan:
     """Every check that needs no worker: model source, shards, step plan, resumability."""
     from sqltrain.model.loading import ModelSourceError, check_lora_targets, check_model_source
-    from sqltrain.raycluster import job_copy_paths
+    from sqltrain.raycluster import warn_job_copy
 
-    for warning in job_copy_paths({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path}):
-        print(f"[sqltrain] warning: {warning}", file=sys.stderr, flush=True)
+    warn_job_copy({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path})
     if cfg.train.use_gpu and cfg.train.gpus_per_worker <= 0:
         raise ConfigError("train.gpus_per_worker must be > 0 when train.use_gpu is true")
     if not cfg.train.use_gpu and cfg.deepspeed.stage == 3 and cfg.quantization.method == "nf4":
