@@ -1,6 +1,6 @@
 """Ray job entrypoint for `sqltrain generate` (arguments as for the CLI verb).
 
-    ray job submit --address http://HEAD:8265 --runtime-env ray_jobs/runtime_env.yaml \
+    RAY_AUTH_MODE=token ray job submit --address http://HEAD:8265 --runtime-env ray_jobs/runtime_env.yaml \
         -- python ray_jobs/generate.py --help
 """
 

@@ -188,6 +188,13 @@ class TrainConfig(Section):
     step, H100). auto = on for one GPU worker with ZeRO stage <= 2, the combination measured;
     true also compiles on several workers (not yet run on several GPUs). Off for ZeRO-3 (its
     parameter-gathering hooks) and on CPU (compile time outweighs the gain)."""
+    packing: bool = False
+    """Padding-free micro batches: the rows of each micro batch are concatenated into one
+    sequence (position ids restart per example, the first label of each example is masked) and
+    passed without an attention mask, so transformers keeps attention inside each example
+    (varlen kernels under flash_attention_*, a block-diagonal mask under sdpa). Same examples
+    per micro batch and the same loss as padded batches; only the padding's compute goes.
+    Off by default: the README's GPU figures were measured with padded batches."""
 
 
 class GenerateConfig(Section):
@@ -307,8 +314,16 @@ class ClusterConfig(Section):
     """Ray address ("auto" joins a cluster started with `ray start`); None = $RAY_ADDRESS if set
     (as inside `ray job submit`), else a fresh local Ray on this machine."""
     storage_path: PathStr | None = None
-    """Run storage shared by all nodes (e.g. s3://bucket/runs); None = run_dir."""
+    """Ray Train checkpoint storage shared by all nodes (gs://bucket/runs, s3://..., or a path
+    every node mounts); None = {run_dir}/train. Runs on it are named <run_dir name>-<run id>."""
     runtime_env: dict[str, Any] = Field(default_factory=dict)
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How Ray places the training workers (Ray's placement-group strategies): PACK fills a
+    node before the next; STRICT_SPREAD puts every worker on its own node."""
+    check_nodes: bool = True
+    """Before training, a Ray task on every alive node checks that it sees the paths the run
+    needs (shards, model source, storage_path when it is a path) and stops with one line
+    naming the node and the path when one does not. Skipped on a single-node local Ray."""
 
 
 class Config(Section):

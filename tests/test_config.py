@@ -100,3 +100,12 @@ def test_round_trip_and_hash(tmp_path):
     assert config_from_dict(cfg.to_dict()) == cfg
     assert cfg.content_hash("train") != load_config().content_hash("train")
     assert cfg.content_hash("data") == load_config().content_hash("data")
+
+
+def test_packing_and_cluster_placement_settings():
+    cfg = load_config(None, [])
+    assert cfg.train.packing is False  # the README's GPU figures were measured padded
+    assert cfg.cluster.placement_strategy == "PACK" and cfg.cluster.check_nodes is True
+    assert load_config(None, ["cluster.placement_strategy=STRICT_SPREAD"]).cluster.placement_strategy == "STRICT_SPREAD"
+    with pytest.raises(ConfigError, match="cluster.placement_strategy"):
+        load_config(None, ["cluster.placement_strategy=spread_out"])

@@ -150,6 +150,30 @@ def test_shards_without_token_columns_are_rejected(tmp_path):
         inspect_split(str(tmp_path), "train")
 
 
+def test_shards_that_disagree_with_the_manifest_fail_before_any_worker(tmp_path, model_cache, mini_dir):
+    # The finding: a prepare whose second shard stayed on another node's disk left a manifest
+    # listing both and one shard here; training must not run on half the data.
+    import pyarrow.parquet as pq
+
+    run = tmp_path / "run"
+    shards(run, model_cache, mini_dir, repeat_first=False)
+    assert inspect_split(str(run), "train").rows == 64  # as written: passes
+    part = run / "data" / "train" / "part-00001.parquet"
+    table = pq.read_table(part)
+    part.unlink()
+    with pytest.raises(ShardError, match=r"32 rows in 1 shard\(s\), but manifest.json lists 64 examples in 2 "
+                                         r"\(missing part-00001.parquet\)"):
+        run_training(train_cfg(run, model_cache))
+    pq.write_table(table.slice(0, 30), part)  # a shard with other rows than listed
+    with pytest.raises(ShardError, match="62 rows in 2 shard"):
+        inspect_split(str(run), "train")
+    pq.write_table(table, part)
+    pq.write_table(table, run / "data" / "train" / "part-00002.parquet")  # a file prepare did not write
+    with pytest.raises(ShardError, match="not in the manifest: part-00002.parquet"):
+        inspect_split(str(run), "train")
+    assert not (run / "train" / "checkpoints").exists()
+
+
 def test_unknown_model_fails_before_any_worker(tmp_path, model_cache, mini_dir):
     run = tmp_path / "run"
     shards(run, model_cache, mini_dir, repeat_first=False)

@@ -167,6 +167,8 @@ def _run_ray(items, bench, variants, eval_cfg, bar, address) -> list[dict[str, A
         from sqltrain.raycluster import ensure_ray
 
         ensure_ray(address, log_to_driver=False, configure_logging=False)
+    from sqltrain.raycluster import check_shared  # tasks on any node open the databases
+    check_shared({"the databases": [p for paths in variants.values() for p in paths]})
     try:
         workers = eval_cfg.num_workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         chunks = plan_chunks(items, max_chunk=max(1, math.ceil(len(items) / (workers * CHUNKS_PER_WORKER))))

@@ -297,9 +297,11 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
         log(f"{out} is up to date (fingerprint {fp}); reusing it")
         return out
     check_prompt(cfg)
-    from sqltrain.raycluster import ensure_ray
+    from sqltrain.raycluster import check_shared, ensure_ray
 
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
+    if cfg.cluster.check_nodes:  # actors on any node read the databases and write the shards
+        check_shared({"data.spider_dir": [str(p) for p in bench.sqlite_files]}, write={"run_dir": cfg.run_dir})
     seconds = build_value_indexes(bench, cfg, {e.db_id for ex in examples.values() for e in ex})
     log(f"value indexes ready in {seconds:.1f}s ({cfg.linking.cache_dir})")
     start = time.time()

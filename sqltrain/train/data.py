@@ -4,6 +4,10 @@ Batches are length-grouped (rows of a window are sorted by length and cut into m
 whose order is then shuffled) and dynamically padded to the longest row of each micro batch, so
 short Spider examples do not pay for long ones. Every worker yields exactly the same number of
 micro batches per epoch (Ray Train splits the rows equally), which DeepSpeed's collectives need.
+
+With train.packing the same micro batches are collated padding-free instead (`pack_batch`):
+the examples are concatenated, position ids restart at 0 for each, and no attention mask is
+passed, which makes transformers keep attention inside each example (see `pack_batch`).
 """
 
 from __future__ import annotations
@@ -54,7 +58,37 @@ def inspect_split(run_dir: str, split: str) -> SplitInfo:
                 raise ShardError(f"{f}: missing column(s) {', '.join(missing)}; expected {NUMERIC_COLUMNS}")
             rows += meta.metadata.num_rows
     prefix = where.split("://")[0] + "://" if "://" in where else ""
-    return SplitInfo(files=[prefix + f if prefix else f for f in files], rows=rows)
+    info = SplitInfo(files=[prefix + f if prefix else f for f in files], rows=rows)
+    check_manifest(run_dir, split, info)
+    return info
+
+
+def check_manifest(run_dir: str, split: str, info: SplitInfo) -> None:
+    """The shards found must be the ones the manifest lists, with its row counts: a shard that a
+    prepare left on another node's disk (or a file copied in by hand) must not shrink or change
+    the training set silently. Shards without a manifest (benchmarks' synthetic ones) pass."""
+    import json
+    import os
+
+    path = f"{run_dir.rstrip('/')}/data/manifest.json"
+    if "://" in run_dir or not os.path.exists(path):
+        return
+    try:
+        entry = json.loads(open(path).read())["splits"][split]
+        listed = {s["file"].rsplit("/", 1)[-1]: s["rows"] for s in entry["shards"]}
+        examples = entry["examples"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ShardError(f"{path}: no usable entry for the {split} split ({type(e).__name__}: {e}); "
+                         "run `sqltrain prepare` with this config again") from None
+    found = {f.rsplit("/", 1)[-1] for f in info.files}
+    missing, extra = sorted(set(listed) - found), sorted(found - set(listed))
+    if missing or extra or info.rows != examples or sum(listed.values()) != examples:
+        detail = "; ".join(filter(None, [f"missing {', '.join(missing)}" if missing else "",
+                                         f"not in the manifest: {', '.join(extra)}" if extra else ""]))
+        raise ShardError(f"{split_dir(run_dir, split)}: {info.rows} rows in {len(found)} shard(s), but manifest.json "
+                         f"lists {examples} examples in {len(listed)}{f' ({detail})' if detail else ''}; "
+                         "the shards are incomplete or changed (a prepare whose shards stayed on another node?): "
+                         "run `sqltrain prepare` again with run_dir on storage every node sees")
 
 
 def read_split(info: SplitInfo, limit: int | None = None):
@@ -84,6 +118,85 @@ def pad_batch(rows: list[tuple[Any, Any]], device=None) -> dict[str, Any]:
     return {k: v.to(device) for k, v in batch.items()} if device is not None else batch
 
 
+def pack_batch(rows: list[tuple[Any, Any]], device=None, max_row_tokens: int | None = None) -> dict[str, Any]:
+    """Padding-free collation of (input_ids, labels) rows: the examples are concatenated into
+    rows of at most `max_row_tokens` tokens (None: one row), first-fit by decreasing length.
+
+    - position_ids restart at 0 for every example (and for the padding that ends a row);
+    - labels: each example's first label is -100. HF shifts labels by one, so the last token of
+      an example would otherwise learn to predict the next example's first token; in a padded
+      batch that first label is never a target either, so the loss is the same;
+    - no attention_mask: transformers (5.x) then derives the examples from the position ids
+      (when the model runs without a KV cache, as training does: attach_lora sets use_cache=False).
+      flash_attention_2/3/4 run varlen kernels over them (they detect packing only in a batch
+      of one row: use one row); sdpa/eager/flex get a block-diagonal causal mask, which costs
+      attention over the whole row, so rows there are capped at the micro batch's longest
+      example: never more attention work than the padded batch.
+    """
+    import numpy as np
+    import torch
+
+    cap = max_row_tokens or sum(len(ids) for ids, _ in rows)
+    packed: list[list[int]] = []  # indices of the rows that share a packed row
+    room: list[int] = []
+    for i in sorted(range(len(rows)), key=lambda i: -len(rows[i][0])):
+        n = len(rows[i][0])
+        slot = next((j for j, free in enumerate(room) if free >= n), None)
+        if slot is None:
+            packed.append([i])
+            room.append(cap - n)
+        else:
+            packed[slot].append(i)
+            room[slot] -= n
+    width = max(cap - free for free in room)
+    input_ids = torch.zeros((len(packed), width), dtype=torch.long)
+    labels = torch.full((len(packed), width), IGNORE_INDEX, dtype=torch.long)
+    positions = torch.zeros((len(packed), width), dtype=torch.long)
+    for r, members in enumerate(packed):
+        at = 0
+        for i in sorted(members):  # the micro batch's order inside a row
+            ids, lab = rows[i]
+            n = len(ids)
+            input_ids[r, at:at + n] = torch.from_numpy(np.asarray(ids, dtype=np.int64))
+            labels[r, at + 1:at + n] = torch.from_numpy(np.asarray(lab[1:], dtype=np.int64))
+            positions[r, at:at + n] = torch.arange(n)
+            at += n
+        positions[r, at:] = torch.arange(width - at)  # the row's padding: a segment of its own
+    batch = {"input_ids": input_ids, "labels": labels, "position_ids": positions}
+    return PackedBatch({k: v.to(device) if device is not None else v for k, v in batch.items()},
+                       tokens=sum(len(ids) for ids, _ in rows))
+
+
+class PackedBatch(dict):
+    """A packed batch (the model's keyword arguments) that also carries its count of real
+    tokens: without an attention mask, padding at the end of a row looks like an example."""
+
+    def __init__(self, tensors: dict[str, Any], tokens: int):
+        super().__init__(tensors)
+        self.tokens = tokens
+
+
+FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
+
+
+def collator(packing: bool, attn_implementation: str):
+    """rows -> batch function for train.packing and model.attn_implementation."""
+    if not packing:
+        return pad_batch
+    if attn_implementation in FLASH_ATTENTION:
+        return pack_batch  # one row
+
+    def capped(rows, device=None):
+        return pack_batch(rows, device, max_row_tokens=max(len(ids) for ids, _ in rows))
+
+    return capped
+
+
+def input_tokens(batch: dict[str, Any]):
+    """Non-pad input tokens of a padded or packed batch (no host sync for padded ones)."""
+    return batch.tokens if isinstance(batch, PackedBatch) else batch["attention_mask"].sum()
+
+
 def _rows(batches: Iterable[dict[str, Any]]) -> Iterator[tuple[Any, Any]]:
     for b in batches:
         yield from zip(b["input_ids"], b["labels"])
@@ -110,8 +223,10 @@ def length_grouped(rows: Iterable[tuple[Any, Any]], micro_batch_size: int, rng: 
     yield from groups
 
 
-def epoch_micro_batches(data_iter, micro_batch_size: int, count: int, seed: int, device=None) -> Iterator[dict]:
-    """Exactly `count` padded micro batches from one pass over a worker's shard.
+def epoch_micro_batches(data_iter, micro_batch_size: int, count: int, seed: int, device=None,
+                        collate=pad_batch) -> Iterator[dict]:
+    """Exactly `count` micro batches (padded, or packed by `collate`) from one pass over a
+    worker's shard.
 
     The shard is read to its end even after `count` batches, so that the next epoch of Ray
     Data's streaming split starts cleanly on every worker.
@@ -122,16 +237,20 @@ def epoch_micro_batches(data_iter, micro_batch_size: int, count: int, seed: int,
     for group in grouped:
         if produced < count:
             produced += 1
-            yield pad_batch(group, device)
+            yield collate(group, device)
     if produced < count:
         raise ShardError(f"worker shard gave {produced} micro batches, expected {count}: shards changed during the run?")
 
 
-def micro_batch_stream(data_iter, micro_batch_size: int, per_epoch: int, seed: int, skip: int = 0, device=None):
-    """Endless micro batches over epochs, skipping the first `skip` (those a resumed run has seen)."""
+def micro_batch_stream(data_iter, micro_batch_size: int, per_epoch: int, seed: int, skip: int = 0, device=None,
+                       collate=pad_batch):
+    """Endless micro batches over epochs, skipping the first `skip` (those a resumed run has seen).
+    The grouping does not depend on `collate`, so packed and padded runs see the same examples
+    in the same micro batches and skip the same ones on resume."""
     epoch, skip_in_epoch = divmod(skip, per_epoch)
     while True:
-        for i, batch in enumerate(epoch_micro_batches(data_iter, micro_batch_size, per_epoch, seed + epoch, device)):
+        for i, batch in enumerate(epoch_micro_batches(data_iter, micro_batch_size, per_epoch, seed + epoch, device,
+                                                      collate)):
             if i >= skip_in_epoch:
                 yield batch
         skip_in_epoch = 0

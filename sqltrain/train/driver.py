@@ -112,6 +112,17 @@ def run_id(cfg: Config) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
+def storage_run_name(cfg: Config) -> str:
+    """The Ray Train run folder under cluster.storage_path: <run_dir name>-<run id>-<run_dir hash>.
+    The run id keeps a run of another config or other shards from resuming these checkpoints;
+    the hash of the absolute run_dir keeps a rerun of the same config into a fresh run_dir from
+    being handed the first run's (finished) checkpoints as its own."""
+    import hashlib
+
+    where = hashlib.sha256(cfg.run_dir.encode()).hexdigest()[:8]
+    return f"{Path(cfg.run_dir).name}-{run_id(cfg)}-{where}"
+
+
 def _check_resumable(cfg: Config) -> None:
     """Refuse to resume checkpoints written by another run (other training config or shards).
 
@@ -133,7 +144,9 @@ def _check_resumable(cfg: Config) -> None:
 def preflight(cfg: Config) -> Plan:
     """Every check that needs no worker: model source, shards, step plan, resumability."""
     from sqltrain.model.loading import ModelSourceError, check_lora_targets, check_model_source
+    from sqltrain.raycluster import warn_job_copy
 
+    warn_job_copy({"run_dir": cfg.run_dir, "cluster.storage_path": cfg.cluster.storage_path})
     if cfg.train.use_gpu and cfg.train.gpus_per_worker <= 0:
         raise ConfigError("train.gpus_per_worker must be > 0 when train.use_gpu is true")
     if not cfg.train.use_gpu and cfg.deepspeed.stage == 3 and cfg.quantization.method == "nf4":
@@ -153,6 +166,31 @@ def preflight(cfg: Config) -> Plan:
     check_lora_targets(cfg)
     _check_resumable(cfg)
     return plan
+
+
+def node_paths(cfg: Config, plan: Plan) -> dict[str, list[str]]:
+    """What every node must see to train: the shards (Ray Data reads them on any node) and the
+    model's local files (every worker loads the model). Random presets and hub ids need none; a
+    GGUF's dequantized copy is rebuilt on a node whose model.cache_dir is not shared (slower)."""
+    from sqltrain.model.loading import RANDOM_PREFIX, SMOLLM2
+
+    needs = {f"the prepared shards ({cfg.run_dir}/data)": plan.train.files + plan.dev.files}
+    for field in ("name", "tokenizer"):
+        value = getattr(cfg.model, field)
+        if value and value != SMOLLM2 and not value.startswith(RANDOM_PREFIX) and os.path.isabs(value):
+            needs[f"model.{field}"] = [value]
+    return needs
+
+
+def check_nodes(cfg: Config, plan: Plan) -> None:
+    """Pre-flight on the cluster, before any worker starts: every node must see what the run
+    needs, and the checkpoint storage when it is a path (raycluster.check_shared)."""
+    from sqltrain.raycluster import check_shared
+
+    if cfg.cluster.check_nodes:
+        field = "cluster.storage_path" if cfg.cluster.storage_path else "run_dir"
+        storage = cfg.cluster.storage_path or str(train_dir(cfg))
+        check_shared(node_paths(cfg, plan), write={f"the checkpoint storage ({field})": storage})
 
 
 class MetricsLog(UserCallback):
@@ -190,7 +228,7 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
     run_config = RunConfig(
         # Shared storage holds many runs: each is named by its run_dir and its run id, so two runs
         # never resume each other's checkpoints; locally run_dir/train is ours alone.
-        name=f"{Path(cfg.run_dir).name}-{run_id(cfg)}" if remote else RUN_NAME,
+        name=storage_run_name(cfg) if remote else RUN_NAME,
         storage_path=cfg.cluster.storage_path if remote else str(out),
         failure_config=FailureConfig(max_failures=t.max_failures),
         checkpoint_config=CheckpointConfig(
@@ -205,7 +243,8 @@ def build_trainer(cfg: Config, plan: Plan, callbacks: list | None = None):
             "plan": WorkerPlan(total_steps=plan.total_steps, steps_per_epoch=plan.steps_per_epoch),
             "faults": os.environ.get(faults.ENV, ""),
         },
-        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(num_workers=t.num_workers, use_gpu=t.use_gpu, resources_per_worker=resources,
+                                     placement_strategy=cfg.cluster.placement_strategy),
         run_config=run_config,
         datasets={"train": read_split(plan.train), "dev": read_split(plan.dev, limit=plan.dev_rows)},
         # The dev rows go whole to every worker, which takes its own slice (see worker._dev_batches).
@@ -248,6 +287,7 @@ def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
     cfg = cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
     plan = preflight(cfg)
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
+    check_nodes(cfg, plan)
     result = build_trainer(cfg, plan, callbacks).fit()
     rows = read_jsonl(train_dir(cfg) / "metrics.jsonl") if (train_dir(cfg) / "metrics.jsonl").exists() else []
     last = rows[-1] if rows else {}

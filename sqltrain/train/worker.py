@@ -27,7 +27,7 @@ from typing import Any
 from sqltrain.config import Config, config_from_dict
 from sqltrain.train import checkpoints as ck
 from sqltrain.train import faults
-from sqltrain.train.data import IGNORE_INDEX, load_rows, micro_batch_stream, pad_batch
+from sqltrain.train.data import IGNORE_INDEX, collator, input_tokens, load_rows, micro_batch_stream, pad_batch
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,8 @@ class Window:
         import torch
 
         targets = (batch["labels"][:, 1:] != IGNORE_INDEX).sum().double()  # HF shifts labels by one
-        return torch.stack([loss.detach().double() * targets, targets, batch["attention_mask"].sum().double(),
+        tokens = torch.as_tensor(input_tokens(batch), dtype=torch.float64, device=targets.device)
+        return torch.stack([loss.detach().double() * targets, targets, tokens,
                             torch.ones((), dtype=torch.float64, device=targets.device)])
 
     def reset(self) -> None:
@@ -96,6 +97,7 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     stream = micro_batch_stream(
         ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan.steps_per_epoch * cfg.train.grad_accum,
         cfg.train.seed, skip=state.step * cfg.train.grad_accum, device=device,
+        collate=collator(cfg.train.packing, cfg.model.attn_implementation),
     )
     faults.install(faults.parse(config_dict["faults"]), engine.module, state, rank, world,
                    first_attempt=checkpoint is None)
