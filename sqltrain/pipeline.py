@@ -70,7 +70,7 @@ def build_stages(cfg: Config) -> list[Stage]:
     from sqltrain.evaluate.runner import run_evaluate_config
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.report.compare import write_compare
+    from sqltrain.report.paired import write_compare
     from sqltrain.report.report import write_report
     from sqltrain.train.driver import run_training
 

@@ -216,7 +216,7 @@ def test_cli_on_mini_benchmark(mini_dir, tmp_path):
 
 
 def test_cli_spider_dir_mini_uses_embedded_benchmark(tmp_path):
-    from sqltrain.spider.mini import mini_benchmark_dir
+    from sqltrain.minibench.build import mini_benchmark_dir
 
     out = tmp_path / "mini"
     assert main(["evaluate", "--spider-dir", "mini", "--predictions", str(mini_benchmark_dir() / "dev_gold.sql"),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.compare import has_top_level_order_by
+from sqltrain.evaluate.result_match import has_top_level_order_by
 from sqltrain.evaluate.metrics import summarize
 from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions, shown
 from sqltrain.io import atomic_dir, check_replaceable

@@ -25,11 +25,11 @@ from sqlglot.tokens import Tokenizer, TokenType
 
 from sqltrain.io import OutputError, atomic_dir, build_once, check_replaceable
 from sqltrain.spider.hardness import LEVELS, hardness
-from sqltrain.spider.mini_data import DEV_DOMAINS, TRAIN_DOMAINS
-from sqltrain.spider.mini_data.fill import Instance, MiniGenerationError, instantiate, order_is_determined
-from sqltrain.spider.mini_data.model import Domain, natural_name
-from sqltrain.spider.mini_data.patterns import entity_templates
-from sqltrain.spider.mini_data.relations import bridge_templates, link_templates
+from sqltrain.minibench.domains import DEV_DOMAINS, TRAIN_DOMAINS
+from sqltrain.minibench.fill import Instance, MiniGenerationError, instantiate, order_is_determined
+from sqltrain.minibench.model import Domain, natural_name
+from sqltrain.minibench.patterns import entity_templates
+from sqltrain.minibench.relations import bridge_templates, link_templates
 
 VERSION = 1
 """Bump when the generated content changes on purpose (names the cache folder)."""
@@ -200,12 +200,12 @@ def tables_entry(domain: Domain) -> dict:
 
 def source_digest() -> str:
     """Hash of the generator's code: a cached copy made by other code is rebuilt."""
-    here = Path(__file__).parent
-    files = [Path(__file__), here / "hardness.py", here / "sqlparts.py", *sorted((here / "mini_data").glob("*.py"))]
+    package = Path(__file__).parent
+    spider = package.parent / "spider"
+    files = [*sorted(package.rglob("*.py")), spider / "hardness.py", spider / "sqlparts.py"]
     h = hashlib.sha256()
     for f in files:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        h.update(f.relative_to(package.parent).as_posix().encode() + b"\0" + f.read_bytes())
     return f"v{VERSION}-{h.hexdigest()[:16]}"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltrain.io import atomic_dir, read_jsonl
-from sqltrain.report.compare import CompareError, compare, compare_markdown
+from sqltrain.report.paired import CompareError, compare, compare_markdown
 from sqltrain.spider.hardness import LEVELS
 
 REFERENCE_EVAL = "base"  # compared against every other evaluation when present

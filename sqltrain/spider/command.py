@@ -85,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mini(args: argparse.Namespace) -> int:
-    from sqltrain.spider.mini import write_mini_benchmark
+    from sqltrain.minibench.build import write_mini_benchmark
 
     path = write_mini_benchmark(args.dir)
     print(f"mini benchmark written to {path}")
