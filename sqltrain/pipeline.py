@@ -1,10 +1,10 @@
 """`sqltrain pipeline` and `sqltrain quickstart`: prepare -> train -> generate (base and
 fine-tuned) -> evaluate -> compare -> report.
 
-Each stage records the content hash of the config sections it depends on in
-``{run_dir}/stages/<stage>.json`` once its outputs exist; a stage whose hash and outputs match
-is skipped, so a crashed pipeline resumes where it stopped and an edited config re-runs only
-the stages it affects.
+Each stage records the content hash of the config sections it depends on (declared in
+sqltrain.stages) in ``{run_dir}/stages/<stage>.json`` once its outputs exist; a stage whose hash
+and outputs match is skipped, so a crashed pipeline resumes where it stopped and an edited
+config re-runs only the stages it affects.
 """
 
 from __future__ import annotations
@@ -19,24 +19,17 @@ from typing import Callable
 
 from sqltrain.config import Config, ConfigError, load_config
 from sqltrain.io import atomic_write_json
+from sqltrain.stages import PIPELINE, depends_on, spec, stage_key, versions
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-STAGE_NAMES = ("prepare", "train", "generate-base", "generate-finetuned", "evaluate-base", "evaluate-finetuned",
-               "compare", "report")
-"""The stages in order (build_stages makes them; --stages picks from these names)."""
-
-# Config sections each stage's output depends on (a stage also depends on its inputs' stages).
-PREPARE_KEYS = ("data", "linking", "prompt", "model")
-TRAIN_KEYS = PREPARE_KEYS + ("lora", "quantization", "deepspeed", "train")
-GENERATE_KEYS = ("generate",)
-EVALUATE_KEYS = ("evaluate",)
+STAGE_NAMES = PIPELINE
+"""The stages in order (declared in sqltrain.stages; --stages picks from these names)."""
 
 
 @dataclass
 class Stage:
     name: str
-    sections: tuple[str, ...]
     outputs: list[Path]
     run: Callable[[], object]
 
@@ -47,7 +40,7 @@ def _marker(cfg: Config, name: str) -> Path:
 
 def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
     """Run one stage unless its marker matches; returns True when it ran."""
-    key = cfg.content_hash(*stage.sections)
+    key = stage_key(cfg, stage.name)
     marker = _marker(cfg, stage.name)
     if marker.exists() and all(p.exists() for p in stage.outputs):
         if json.loads(marker.read_text()).get("hash") == key:
@@ -59,14 +52,14 @@ def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
     missing = [str(p) for p in stage.outputs if not p.exists()]
     if missing:
         raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
-    atomic_write_json(marker, {"hash": key, "sections": list(stage.sections), "seconds": round(time.time() - start, 1),
-                               "outputs": [str(p) for p in stage.outputs]})
+    atomic_write_json(marker, {"hash": key, "sections": list(depends_on(stage.name)), "versions": versions(stage.name),
+                               "seconds": round(time.time() - start, 1), "outputs": [str(p) for p in stage.outputs]})
     log(f"[sqltrain] {stage.name}: done in {time.time() - start:.0f}s")
     return True
 
 
-def build_stages(cfg: Config) -> list[Stage]:
-    """The pipeline's stages in order, each a call into one stage module."""
+def stage_runners(cfg: Config) -> dict[str, Callable[[], object]]:
+    """What each pipeline stage calls: one stage function, writing where the registry says."""
     from sqltrain.evaluate.runner import run_evaluate_config
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.prep.pipeline import run_prepare
@@ -74,27 +67,25 @@ def build_stages(cfg: Config) -> list[Stage]:
     from sqltrain.report.report import write_report
     from sqltrain.train.driver import run_training
 
-    run = Path(cfg.run_dir)
-    data, adapter = run / "data" / "manifest.json", run / "train" / "adapter"
-    preds = {tag: run / "predictions" / f"{tag}.jsonl" for tag in ("base", "finetuned")}
-    evals = {tag: run / "eval" / tag for tag in ("base", "finetuned")}
-    split = cfg.data.eval_split
-    gen_keys = TRAIN_KEYS + GENERATE_KEYS
-    return [
-        Stage("prepare", PREPARE_KEYS, [data], lambda: run_prepare(cfg)),
-        Stage("train", TRAIN_KEYS, [adapter / "adapter_config.json"], lambda: run_training(cfg)),
-        Stage("generate-base", PREPARE_KEYS + GENERATE_KEYS, [preds["base"]],
-              lambda: run_generate(cfg, adapter=None, split=split, out=preds["base"])),
-        Stage("generate-finetuned", gen_keys, [preds["finetuned"]],
-              lambda: run_generate(cfg, adapter=str(adapter), split=split, out=preds["finetuned"])),
-        Stage("evaluate-base", PREPARE_KEYS + GENERATE_KEYS + EVALUATE_KEYS, [evals["base"] / "summary.json"],
-              lambda: run_evaluate_config(cfg, preds["base"], evals["base"], split=split)),
-        Stage("evaluate-finetuned", gen_keys + EVALUATE_KEYS, [evals["finetuned"] / "summary.json"],
-              lambda: run_evaluate_config(cfg, preds["finetuned"], evals["finetuned"], split=split)),
-        Stage("compare", gen_keys + EVALUATE_KEYS, [run / "compare" / "compare.json"],
-              lambda: write_compare(evals["base"], evals["finetuned"], run / "compare")),
-        Stage("report", gen_keys + EVALUATE_KEYS, [run / "report" / "report.md"], lambda: write_report(run)),
-    ]
+    run, split = Path(cfg.run_dir), cfg.data.eval_split
+    out = {name: run / spec(name).outputs[0] for name in PIPELINE}
+    adapter, evals = out["train"].parent, {tag: out[f"evaluate-{tag}"].parent for tag in ("base", "finetuned")}
+    return {
+        "prepare": lambda: run_prepare(cfg),
+        "train": lambda: run_training(cfg),
+        "generate-base": lambda: run_generate(cfg, adapter=None, split=split, out=out["generate-base"]),
+        "generate-finetuned": lambda: run_generate(cfg, adapter=str(adapter), split=split, out=out["generate-finetuned"]),
+        "evaluate-base": lambda: run_evaluate_config(cfg, out["generate-base"], evals["base"], split=split),
+        "evaluate-finetuned": lambda: run_evaluate_config(cfg, out["generate-finetuned"], evals["finetuned"], split=split),
+        "compare": lambda: write_compare(evals["base"], evals["finetuned"], out["compare"].parent),
+        "report": lambda: write_report(run),
+    }
+
+
+def build_stages(cfg: Config) -> list[Stage]:
+    """The pipeline's stages in order, each a call into one stage module."""
+    runners = stage_runners(cfg)
+    return [Stage(name, [Path(cfg.run_dir) / o for o in spec(name).outputs], runners[name]) for name in PIPELINE]
 
 
 def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:

@@ -12,7 +12,6 @@ databases row for row.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,14 +24,15 @@ from sqlglot.tokens import Tokenizer, TokenType
 
 from sqltrain.io import OutputError, atomic_dir, build_once, check_replaceable
 from sqltrain.spider.hardness import LEVELS, hardness
+from sqltrain.stages import CACHES, code_digest
 from sqltrain.minibench.domains import DEV_DOMAINS, TRAIN_DOMAINS
 from sqltrain.minibench.fill import Instance, MiniGenerationError, instantiate, order_is_determined
 from sqltrain.minibench.model import Domain, natural_name
 from sqltrain.minibench.patterns import entity_templates
 from sqltrain.minibench.relations import bridge_templates, link_templates
 
-VERSION = 1
-"""Bump when the generated content changes on purpose (names the cache folder)."""
+VERSION = CACHES["mini-benchmark"].version
+"""Bumped in the stage registry when the generated content changes on purpose (names the cache folder)."""
 QUESTIONS_PER_DB = {"train": 100, "dev": 40}
 MIX = {"easy": 0.25, "medium": 0.40, "hard": 0.18, "extra": 0.17}
 """Share of each Spider hardness level per database (roughly Spider's own dev mix)."""
@@ -200,13 +200,7 @@ def tables_entry(domain: Domain) -> dict:
 
 def source_digest() -> str:
     """Hash of the generator's code: a cached copy made by other code is rebuilt."""
-    package = Path(__file__).parent
-    spider = package.parent / "spider"
-    files = [*sorted(package.rglob("*.py")), spider / "hardness.py", spider / "sqlparts.py"]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(package.parent).as_posix().encode() + b"\0" + f.read_bytes())
-    return f"v{VERSION}-{h.hexdigest()[:16]}"
+    return f"v{VERSION}-{code_digest(CACHES['mini-benchmark'].code)[:16]}"
 
 
 def _complete(path: Path) -> bool:

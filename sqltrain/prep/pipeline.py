@@ -35,9 +35,8 @@ from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, check
 from sqltrain.linking.value_index import ensure_value_index
 from sqltrain.prep.records import alpaca_record
 from sqltrain.spider.benchmark import Example, SpiderBenchmark, SpiderFormatError
+from sqltrain.stages import code_digest, spec
 
-CODE = [Path(__file__).parent, Path(__file__).parents[1] / "linking", Path(__file__).parents[1] / "spider"]
-"""Packages whose source is part of the fingerprint: changed code re-prepares."""
 BATCH_SIZE = 128
 SHARD_SCHEMA = pa.schema([
     ("input_ids", pa.list_(pa.int32())),
@@ -82,15 +81,16 @@ def load_examples(bench: SpiderBenchmark, cfg: Config, split: str) -> list[Examp
 
 
 def fingerprint(cfg: Config, bench: SpiderBenchmark) -> str:
-    """Hash of what the output depends on: config sections, input files, the code that makes it."""
-    h = hashlib.sha256(json.dumps([__version__, cfg.content_hash("data", "linking", "prompt", "model")]).encode())
+    """Hash of what the output depends on: its config sections, input files and code (as the
+    stage registry declares them)."""
+    stage = spec("prepare")
+    h = hashlib.sha256(json.dumps([__version__, cfg.content_hash(*stage.sections), stage.version]).encode())
     inputs = [bench.root / "tables.json", *(f for s in splits_of(cfg) for f in bench.split_files(s)), *bench.sqlite_files]
     if cfg.data.exclude:
         inputs.append(Path(cfg.data.exclude))
     for path in inputs:
         h.update(f"{path.relative_to(bench.root) if path.is_relative_to(bench.root) else path}:{file_sha256(path)}".encode())
-    for path in sorted(p for package in CODE for p in package.glob("*.py")):
-        h.update(f"{path.parent.name}/{path.name}:{file_sha256(path)}".encode())
+    h.update(code_digest(stage.code).encode())
     return h.hexdigest()[:20]
 
 

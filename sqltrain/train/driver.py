@@ -25,14 +25,16 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from sqltrain.stages import spec
 from sqltrain.train import faults
 from sqltrain.train.data import SplitInfo, inspect_split, read_split
 
 from ray.train import UserCallback
 
 RUN_NAME = "checkpoints"
-# Sections whose change makes old checkpoints meaningless to resume from.
-RESUME_SECTIONS = ("model", "lora", "quantization", "deepspeed", "train", "prompt")
+RESUME_SECTIONS = spec("train").sections
+"""Sections whose change makes old checkpoints meaningless to resume from (the shards' own
+fingerprint covers the rest): train's sections in the stage registry."""
 
 
 class TrainingDiverged(RuntimeError):
