@@ -97,8 +97,10 @@ def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
     for stage in stages:
         if only is None or stage.name in only:
             run_stage(cfg, stage, log)
+    from sqltrain.evaluate.records import EvalSummary
+
     run = Path(cfg.run_dir)
-    summaries = {tag: json.loads(p.read_text()) for tag in ("base", "finetuned")
+    summaries = {tag: EvalSummary.read(p) for tag in ("base", "finetuned")
                  if (p := run / "eval" / tag / "summary.json").exists()}
     return {"summaries": summaries, "report": str(run / "report" / "report.md")}
 
@@ -124,8 +126,8 @@ def _print_result(cfg: Config, result: dict) -> None:
     labels = {"base": "base model", "finetuned": "fine-tuned"}
     for tag, s in result["summaries"].items():
         if tag == next(iter(result["summaries"])):
-            print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {s['n']} examples:")
-        print(f"  {labels[tag]} : {100 * s['ex']:5.1f}%   exact match {100 * s['exact_match']:5.1f}%")
+            print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {s.n} examples:")
+        print(f"  {labels[tag]} : {100 * s.ex:5.1f}%   exact match {100 * (s.exact_match or 0.0):5.1f}%")
     if Path(result["report"]).exists():
         print(f"report: {result['report']}")
     _warn_if_worse(result["summaries"], cfg.run_dir)

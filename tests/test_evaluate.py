@@ -12,7 +12,7 @@ import pytest
 
 from sqltrain.cli import main
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.metrics import summarize
+from sqltrain.evaluate.metrics import summarize_eval
 from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions
 from sqltrain.evaluate.runner import Item, evaluate_predictions, plan_chunks, score_items
 from sqltrain.spider.benchmark import SpiderBenchmark
@@ -84,7 +84,7 @@ def test_summarize_counts_by_hardness_and_error():
         {"correct": True, "exact_match": False, "hardness": "hard", "error": None, "gold_error": None},
         {"correct": False, "exact_match": False, "hardness": "extra", "error": "gold_failed", "gold_error": "syntax"},
     ]
-    s = summarize(recs, 1.23456, split="dev")
+    s = summarize_eval(recs, 1.23456, split="dev")
     assert (s["n"], s["ex"], s["exact_match"]) == (4, 0.5, 0.5)
     assert s["by_hardness"]["easy"] == {"n": 2, "ex": 0.5, "exact_match": 1.0}
     assert s["by_hardness"]["medium"] == {"n": 0, "ex": 0.0, "exact_match": 0.0}
