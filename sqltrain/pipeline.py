@@ -59,26 +59,27 @@ def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
 
 
 def stage_runners(cfg: Config) -> dict[str, Callable[[], object]]:
-    """What each pipeline stage calls: one stage function, writing where the registry says."""
-    from sqltrain.evaluate.runner import run_evaluate_config
+    """What each pipeline stage calls: its stage's run_<stage>(cfg, ...) -> <Stage>Result,
+    writing where the stage registry says."""
+    from sqltrain.evaluate.runner import run_evaluate
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.report.paired import write_compare
-    from sqltrain.report.report import write_report
-    from sqltrain.train.driver import run_training
+    from sqltrain.report.paired import run_compare
+    from sqltrain.report.report import run_report
+    from sqltrain.train.driver import run_train
 
     run, split = Path(cfg.run_dir), cfg.data.eval_split
     out = {name: run / spec(name).outputs[0] for name in PIPELINE}
     adapter, evals = out["train"].parent, {tag: out[f"evaluate-{tag}"].parent for tag in ("base", "finetuned")}
     return {
         "prepare": lambda: run_prepare(cfg),
-        "train": lambda: run_training(cfg),
+        "train": lambda: run_train(cfg),
         "generate-base": lambda: run_generate(cfg, adapter=None, split=split, out=out["generate-base"]),
         "generate-finetuned": lambda: run_generate(cfg, adapter=str(adapter), split=split, out=out["generate-finetuned"]),
-        "evaluate-base": lambda: run_evaluate_config(cfg, out["generate-base"], evals["base"], split=split),
-        "evaluate-finetuned": lambda: run_evaluate_config(cfg, out["generate-finetuned"], evals["finetuned"], split=split),
-        "compare": lambda: write_compare(evals["base"], evals["finetuned"], out["compare"].parent),
-        "report": lambda: write_report(run),
+        "evaluate-base": lambda: run_evaluate(cfg, out["generate-base"], evals["base"], split=split),
+        "evaluate-finetuned": lambda: run_evaluate(cfg, out["generate-finetuned"], evals["finetuned"], split=split),
+        "compare": lambda: run_compare(cfg),
+        "report": lambda: run_report(cfg),
     }
 
 

@@ -49,10 +49,10 @@ def test_the_paired_comparison_reproduces_the_committed_one(run: str, a: str, b:
 @pytest.mark.spider
 def test_scoring_the_committed_predictions_again_writes_the_same_records(spider_dir, tmp_path):
     from sqltrain.config import EvaluateConfig
-    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.evaluate.runner import evaluate_file
 
     run = RESULTS / "qwen2.5-coder-0.5b-spider"
-    summary = run_evaluate(spider_dir, "dev", run / "predictions" / "finetuned.jsonl", tmp_path / "e", EvaluateConfig(),
+    summary = evaluate_file(spider_dir, "dev", run / "predictions" / "finetuned.jsonl", tmp_path / "e", EvaluateConfig(),
                            exclude=spider_dir / "database" / "KNOWN_GAPS.tsv", progress=False)
     committed = run / "eval" / "finetuned-1026"
     assert (tmp_path / "e" / "records.jsonl").read_bytes() == (committed / "records.jsonl").read_bytes()

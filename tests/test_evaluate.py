@@ -226,9 +226,9 @@ def test_cli_spider_dir_mini_uses_embedded_benchmark(tmp_path):
 
 # -- real Spider ------------------------------------------------------------------------------------
 def test_dev_gold_vs_gold(spider_dir, tmp_path):
-    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.evaluate.runner import evaluate_file
 
-    summary = run_evaluate(spider_dir, "dev", spider_dir / "dev_gold.sql", tmp_path, EvaluateConfig(),
+    summary = evaluate_file(spider_dir, "dev", spider_dir / "dev_gold.sql", tmp_path, EvaluateConfig(),
                            exclude=spider_dir / "database" / "KNOWN_GAPS.tsv", progress=False)
     assert summary["n"] == 1026
     assert summary["ex"] == 1.0 and summary["exact_match"] == 1.0, summary["errors"]

@@ -131,3 +131,23 @@ def test_pipeline_markers_rerun_only_what_a_change_touches(tmp_path):
     del old["versions"]
     marker.write_text(json.dumps(old))
     assert pipeline("evaluate.timeout_s=3") == []
+
+
+def test_every_stage_runs_as_run_stage_of_cfg_returning_a_typed_result():
+    import inspect
+
+    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.generate.pipeline import run_generate
+    from sqltrain.prep.pipeline import run_prepare
+    from sqltrain.report.paired import run_compare
+    from sqltrain.report.report import run_report
+    from sqltrain.train.driver import run_train
+    from sqltrain.tune.tuner import run_tune
+
+    runs = {"prepare": run_prepare, "train": run_train, "generate": run_generate, "evaluate": run_evaluate,
+            "compare": run_compare, "report": run_report, "tune": run_tune}
+    assert {name.split("-")[0] for name in stages.BY_NAME} == set(runs)
+    for name, fn in runs.items():
+        assert fn.__name__ == f"run_{name}"
+        assert next(iter(inspect.signature(fn).parameters)) == "cfg"
+        assert str(inspect.signature(fn).return_annotation).endswith(("Result", "EvalSummary")), name

@@ -250,7 +250,7 @@ def _record(ex, item: Item, scored: dict[str, Any]) -> EvalRecord:
                       gold=item.gold, pred=item.pred, **outcome)
 
 
-def run_evaluate(
+def evaluate_file(
     spider_dir: str | os.PathLike,
     split: str,
     predictions_path: str | os.PathLike,
@@ -298,12 +298,15 @@ def _is_evaluation(path: Path) -> bool:
     return {p.name for p in path.iterdir()} <= {"summary.json", "records.jsonl"}
 
 
-def run_evaluate_config(
-    cfg: Config, predictions_path, out_dir, split: str | None = None, progress: bool = True
+def run_evaluate(
+    cfg: Config, predictions_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+    split: str | None = None, progress: bool = True,
 ) -> EvalSummary:
-    """run_evaluate with everything taken from a config (data, evaluate and cluster sections)."""
-    return run_evaluate(
-        cfg.data.spider_dir, split or cfg.data.eval_split, predictions_path, out_dir, cfg.evaluate,
+    """The evaluate stage: evaluate_file with everything else from the config (data, evaluate and
+    cluster sections); out_dir defaults to {run_dir}/eval/<predictions file stem>."""
+    out = out_dir if out_dir is not None else Path(cfg.run_dir) / "eval" / Path(predictions_path).stem
+    return evaluate_file(
+        cfg.data.spider_dir, split or cfg.data.eval_split, predictions_path, out, cfg.evaluate,
         exclude=cfg.data.exclude, address=cfg.cluster.address, progress=progress,
     )
 

@@ -36,7 +36,9 @@ VERSION = CACHES["mini-benchmark"].version
 QUESTIONS_PER_DB = {"train": 100, "dev": 40}
 MIX = {"easy": 0.25, "medium": 0.40, "hard": 0.18, "extra": 0.17}
 """Share of each Spider hardness level per database (roughly Spider's own dev mix)."""
-SPLIT_FILES = {"train": ("train_spider.json", "train_gold.sql"), "dev": ("dev.json", "dev_gold.sql")}
+WRITTEN_SPLITS = {"train": ("train_spider.json", "train_gold.sql"), "dev": ("dev.json", "dev_gold.sql")}
+"""split -> (examples JSON, gold SQL) files this generator writes (spider.benchmark.SPLIT_FILES lists
+what a reader accepts)."""
 _STAMP = ".mini_source"
 _TOKENIZER = Tokenizer()
 
@@ -72,7 +74,7 @@ def _generate(tmp: Path) -> None:
             db = tmp / "database" / domain.db_id / f"{domain.db_id}.sqlite"
             splits[split] += database_examples(domain, db, QUESTIONS_PER_DB[split])
     _write_json(tmp / "tables.json", entries)
-    for split, (json_name, gold_name) in SPLIT_FILES.items():
+    for split, (json_name, gold_name) in WRITTEN_SPLITS.items():
         _write_json(tmp / json_name, splits[split])
         (tmp / gold_name).write_text("".join(f"{r['query']}\t{r['db_id']}\n" for r in splits[split]), encoding="utf-8")
     (tmp / _STAMP).write_text(source_digest() + "\n", encoding="utf-8")
@@ -207,7 +209,7 @@ def _complete(path: Path) -> bool:
     stamp = path / _STAMP
     if not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != source_digest():
         return False
-    needed = [path / n for names in SPLIT_FILES.values() for n in names] + [path / "tables.json"]
+    needed = [path / n for names in WRITTEN_SPLITS.values() for n in names] + [path / "tables.json"]
     if not all(p.exists() for p in needed):
         return False
     dbs = [e["db_id"] for e in json.loads((path / "tables.json").read_text(encoding="utf-8"))]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,6 +50,17 @@ SHARD_SCHEMA = pa.schema([
 STAT_FIELDS = ("pruned", "pruned_for_length", "schema_tokens", "full_schema_tokens",
                "gold_tables", "kept_tables", "gold_columns", "kept_columns")
 ALPACA_FIELDS = ("schema_text", "question", "sql", "explanation")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    data_dir: Path
+    """{run_dir}/data: shards per split, Alpaca JSONL and the manifest."""
+    manifest: Path
+    fingerprint: str
+    """What the output is tied to (config sections, input files, code): see fingerprint()."""
+    reused: bool
+    """True when an up-to-date output was found and left untouched."""
 
 
 def log(msg: str) -> None:
@@ -281,8 +293,9 @@ def _check_kept(cfg: Config, split: str, stats: dict) -> None:
                           f"prompt.max_seq_len (now {cfg.prompt.max_seq_len}) or lower linking.token_budget")
 
 
-def run_prepare(cfg: Config, force: bool = False) -> Path:
-    """Prepare the train and eval splits into {run_dir}/data; returns that directory."""
+def run_prepare(cfg: Config, force: bool = False) -> PrepareResult:
+    """Prepare the train and eval splits into {run_dir}/data (reused when its fingerprint matches
+    and `force` is off)."""
     import ray
 
     from sqltrain.data import resolve_benchmark
@@ -295,7 +308,7 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
     fp = fingerprint(cfg, bench)
     if not force and _reusable(out, fp):
         log(f"{out} is up to date (fingerprint {fp}); reusing it")
-        return out
+        return PrepareResult(out, out / "manifest.json", fp, reused=True)
     check_prompt(cfg)
     from sqltrain.raycluster import ensure_ray
 
@@ -326,4 +339,4 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
             log(f"{split}: {stats['examples']} examples, dropped {stats['dropped']}, linking {stats['linking']}")
         atomic_write_json(tmp / "manifest.json", manifest)
     log(f"wrote {out} in {time.time() - start:.1f}s")
-    return out
+    return PrepareResult(out, out / "manifest.json", fp, reused=False)

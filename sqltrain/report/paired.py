@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqltrain.evaluate.metrics import scores
 from sqltrain.evaluate.records import EvalRecord, read_records
 from sqltrain.io import atomic_write_json, atomic_write_text
 from sqltrain.spider.hardness import LEVELS
 from sqltrain.typed_json import RecordError
+
+if TYPE_CHECKING:
+    from sqltrain.config import Config
 
 
 class CompareError(ValueError):
@@ -221,3 +225,22 @@ def write_compare(
     atomic_write_json(out / "compare.json", result)
     atomic_write_text(out / "compare.md", "# Comparison\n\n" + compare_markdown(result))
     return result
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    out_dir: Path
+    """compare.json (the comparison) and compare.md."""
+    comparison: dict[str, Any]
+    """What compare.json holds: see compare()."""
+
+
+def run_compare(cfg: Config) -> CompareResult:
+    """The compare stage: the run's base vs fine-tuned evaluations, where the stage registry
+    puts them, into {run_dir}/compare."""
+    from sqltrain.stages import spec
+
+    run = Path(cfg.run_dir)
+    base, tuned = (run / spec(f"evaluate-{tag}").outputs[0] for tag in ("base", "finetuned"))
+    out = (run / spec("compare").outputs[0]).parent
+    return CompareResult(out, write_compare(base.parent, tuned.parent, out))

@@ -9,13 +9,18 @@ Charts use matplotlib's object API (Figure + Agg canvas): no pyplot global state
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqltrain.evaluate.records import EvalSummary
 from sqltrain.io import atomic_dir, read_jsonl
 from sqltrain.report.paired import CompareError, compare, compare_markdown
 from sqltrain.spider.hardness import LEVELS
 from sqltrain.typed_json import RecordError
+
+if TYPE_CHECKING:
+    from sqltrain.config import Config
 
 REFERENCE_EVAL = "base"  # compared against every other evaluation when present
 LOSSES = {"train": "loss", "dev": "dev_loss"}
@@ -199,6 +204,17 @@ def _compare_sections(run_dir: Path, evals: dict[str, EvalSummary], missing: lis
             continue
         lines += [compare_markdown(result, level=2), ""]
     return lines
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    report: Path
+    """{run_dir}/report/report.md (its PNGs beside it)."""
+
+
+def run_report(cfg: Config) -> ReportResult:
+    """The report stage: write_report on the config's run_dir."""
+    return ReportResult(write_report(cfg.run_dir))
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -1,6 +1,6 @@
 """The training driver: check the config, plan the steps, run a Ray Train TorchTrainer.
 
-`run_training(cfg)` is the one entry point: the CLI verb calls it, and Ray Tune calls it from a
+`run_train(cfg)` is the one entry point: the CLI verb calls it, and Ray Tune calls it from a
 trial (Tuner -> driver function -> TorchTrainer; pass Tune's report callback in `callbacks`).
 Everything that can be checked without workers is checked first, so a bad config fails in
 seconds with a message naming the field, not minutes later inside a worker.
@@ -11,7 +11,7 @@ adapter, a PEFT dir: the best checkpoint by dev loss unless train.export=last), 
 
 A run that diverges (train.max_skipped_steps non-finite steps in a row, or a non-finite dev
 loss) stops early; its best finite checkpoint is still exported, marked as coming from a
-diverged run (generation refuses it), and run_training raises TrainingDiverged.
+diverged run (generation refuses it), and run_train raises TrainingDiverged.
 """
 
 from __future__ import annotations
@@ -240,7 +240,7 @@ def pick_export(cfg: Config, result) -> tuple[Any, dict[str, Any]]:
     return result.checkpoint, (latest[0][1] if latest else dict(result.metrics or {}))
 
 
-def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
+def run_train(cfg: Config, callbacks: list | None = None) -> TrainResult:
     """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are.
     Raises TrainingDiverged (after exporting the best finite checkpoint) when the run diverged."""
     from sqltrain.model.loading import with_absolute_paths

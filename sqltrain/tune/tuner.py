@@ -2,7 +2,7 @@
 
 Each Tune trial runs `run_trial`, a plain driver function: it applies the sampled values to the
 base config, gives the trial its own run_dir ({run_dir}/tune/<trial_id>, whose data/ links to the
-base run's prepared shards) and calls the training driver `run_training`, which builds and fits
+base run's prepared shards) and calls the training driver `run_train`, which builds and fits
 the trial's TorchTrainer. Dev-loss reports flow from the Train run to Tune as they happen (so
 ASHA can stop a trial early); the trial ends with one report carrying the final metric and the
 adapter path. The Tuner never wraps a trainer directly (the Ray Train V2 composition).
@@ -23,6 +23,7 @@ from ray.train import UserCallback
 
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json
+from sqltrain.typed_json import JsonRecord
 from sqltrain.tune.search import (
     DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space, with_values,
 )
@@ -68,12 +69,12 @@ def run_trial(sampled: dict[str, Any], base: dict[str, Any]) -> None:
     """One Tune trial (runs in a Tune actor): train with the sampled values, report the result."""
     import ray.tune
 
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
     cfg = trial_config(base, sampled, ray.tune.get_context().get_trial_id())
     _share_data(base["run_dir"], cfg.run_dir)
     metric = cfg.tune.metric
-    result = run_training(cfg, callbacks=[DevReports(metric)])
+    result = run_train(cfg, callbacks=[DevReports(metric)])
     if metric not in result.metrics:
         reported = ", ".join(sorted(result.metrics))
         raise ConfigError(f"tune.metric={metric!r} is not a training metric; the last report has: {reported}")
@@ -152,7 +153,20 @@ def trial_record(result, cfg: Config) -> dict[str, Any]:
     }
 
 
-def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> dict[str, Any]:
+class TuneResult(JsonRecord):
+    """{run_dir}/tune/results.json."""
+
+    metric: str
+    mode: str
+    experiment_path: str
+    """Tune's own experiment folder (its per-trial result.json files)."""
+    best: dict[str, Any] | None
+    """The best completed trial (one with an adapter), None when no trial completed."""
+    trials: list[dict[str, Any]]
+    """Every trial (see trial_record): completed ones best first, then the others."""
+
+
+def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> TuneResult:
     """results.json: completed trials best first, then the others by their last metric; the best
     is the best completed trial (one with an adapter), None when no trial completed."""
     sign = 1 if cfg.tune.mode == "min" else -1
@@ -162,8 +176,8 @@ def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path:
 
     ordered = sorted(trials, key=rank)
     best = ordered[0] if ordered and ordered[0]["status"] == "completed" else None
-    return {"metric": cfg.tune.metric, "mode": cfg.tune.mode, "experiment_path": experiment_path,
-            "best": best, "trials": ordered}
+    return TuneResult(metric=cfg.tune.metric, mode=cfg.tune.mode, experiment_path=experiment_path,
+                      best=best, trials=ordered)
 
 
 def _check_shards(cfg: Config) -> None:
@@ -174,9 +188,9 @@ def _check_shards(cfg: Config) -> None:
         inspect_split(cfg.run_dir, split)
 
 
-def run_tune(cfg: Config, log=print) -> dict[str, Any]:
+def run_tune(cfg: Config, log=print) -> TuneResult:
     """Search cfg.tune.search_space; write and return {run_dir}/tune/results.json's content
-    (its "best" is None when no trial completed)."""
+    (its best is None when no trial completed)."""
     import ray
 
     params = parse_search_space(cfg.tune.search_space, cfg)  # bad spaces fail before Ray starts
@@ -188,5 +202,5 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
     log(f"[sqltrain] tune: {cfg.tune.num_samples} trial(s), {cfg.tune.scheduler}, {why}")
     grid = build_tuner(cfg, concurrency, params).fit()
     summary = summarize_trials([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
-    atomic_write_json(tune_dir(cfg) / "results.json", summary)
+    atomic_write_json(tune_dir(cfg) / "results.json", summary.to_json())
     return summary
