@@ -165,6 +165,7 @@ UNBOUNDED_PREDICTIONS = [
 ]
 
 
+@pytest.mark.slow
 def test_2_3_4_unbounded_predictions_finish_in_time_and_memory(bench, tmp_path):
     from sqltrain.evaluate.isolated import CHILD_MEMORY_BYTES
 
@@ -550,6 +551,7 @@ def test_14_ex_keeps_distinct_and_docs_say_so(bench, tmp_path):
     assert "--keep_distinct" in docs and "keeps DISTINCT" in docs
 
 
+@pytest.mark.slow
 def test_2_a_runaway_gold_query_is_killed_once_for_all_its_items(bench):
     import time
 
