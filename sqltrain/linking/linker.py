@@ -151,6 +151,11 @@ class _Builder:
             self._amask[table] = self._amask.get(table, 0) | self.linker.bit[table, column]
             self._stale.add(table)
 
+    def unannotate(self, table: str, column: str) -> None:
+        self.annotated.discard((table, column))
+        self._amask[table] &= ~self.linker.bit[table, column]
+        self._stale.add(table)
+
     def join(self, table: str) -> None:
         """Add `table`, the FK path joining it to the kept tables, and the FK columns of both."""
         path = self.linker.fk_path(table, set(self.shown)) if self.shown else [table]
@@ -351,7 +356,9 @@ class SchemaLinker:
         others = [(t, c.name) for t in sorted(b.shown, key=rank.__getitem__) for c in self.tables[t].columns]
         for t, c in evidence + others:
             if c in b.shown.get(t, ()) and (t, c) not in b.annotated:
-                b = b.try_add(lambda tr, t=t, c=c: tr.annotate(t, c), budget) or b
+                b.annotate(t, c)
+                if b.cost > budget:  # undo: samples change their own line only
+                    b.unannotate(t, c)
         return b
 
     def _try_core(self, b: _Builder, table: str, evidence: list[str], budget: int) -> _Builder:

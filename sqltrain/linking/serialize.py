@@ -82,6 +82,7 @@ class SchemaRenderer:
             order = {c.name: i for i, c in enumerate(t.columns)}
             fks = [(fk.column, fk.ref_table, fk.ref_column) for fk in schema.foreign_keys if fk.table == t.name]
             self.fks[t.name] = sorted(fks, key=lambda f: order.get(f[0], len(order)))
+        self._fk_texts = {fk: self._fk_text(*fk) for fks in self.fks.values() for fk in fks}
 
     def comment(self, key: tuple[str, str], matched: list[str], samples: bool = True) -> str:
         memo = (key, tuple(matched), samples)  # linking asks for the same few comments again and again
@@ -94,6 +95,9 @@ class SchemaRenderer:
         return self._comments[memo]
 
     def fk_text(self, column: str, ref_table: str, ref_column: str) -> str:
+        return self._fk_texts[column, ref_table, ref_column]
+
+    def _fk_text(self, column: str, ref_table: str, ref_column: str) -> str:
         if self.fmt == "ddl":
             return f"FOREIGN KEY ({ident(column)}) REFERENCES {ident(ref_table)}({ident(ref_column)})"
         return f" FK->{ident(ref_table)}.{ident(ref_column)}"
