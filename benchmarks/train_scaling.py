@@ -1,5 +1,5 @@
 """Training throughput as the worker count grows: tokens/s and step time for N Ray Train workers,
-DeepSpeed ZeRO-2 and ZeRO-3, compiled and eager, through the real `run_training` path.
+DeepSpeed ZeRO-2 and ZeRO-3, compiled and eager, through the real `run_train` path.
 
 Models (--models, comma-separated):
   llama3-8b        random-init Llama-3-8B shape, NF4 + bf16 storage, fixed-length random rows
@@ -154,13 +154,13 @@ def run_config(args, run: Run, work: Path):
 def measure(args, run: Run, work: Path) -> dict:
     """One training run -> its figures (or the error that stopped it)."""
     from sqltrain.io import read_jsonl
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
     row = {"model": run.model, "workers": run.workers, "zero": run.zero, "compiled": run.compiled}
     started = time.perf_counter()
     try:
         cfg = run_config(args, run, work)
-        metrics = read_jsonl(run_training(cfg).metrics_path)
+        metrics = read_jsonl(run_train(cfg).metrics_path)
     except Exception as e:  # one failed combination must not cost the others their figures
         return row | {"error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:500],
                       "wall_s": time.perf_counter() - started}

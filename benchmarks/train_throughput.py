@@ -2,7 +2,7 @@
 
 The seed stack is the usual single-process QLoRA recipe: transformers `Trainer` + PEFT +
 bitsandbytes NF4 (`prepare_model_for_kbit_training`), gradient checkpointing, paged AdamW 8-bit.
-sqltrain is the real `run_training` path: Ray Train (1 GPU worker) + DeepSpeed ZeRO-2 + NF4 with
+sqltrain is the real `run_train` path: Ray Train (1 GPU worker) + DeepSpeed ZeRO-2 + NF4 with
 bf16 storage + PEFT. Both train a random-init model of the chosen architecture (default: the
 Llama-3-8B shape, materialised once into model.cache_dir so both load identical weights) on
 fixed-length random token rows (batch 4 x seq 512 by default).
@@ -99,12 +99,12 @@ def write_shards(run_dir: Path, train_rows: int, dev_rows: int, seq: int) -> Non
 
 def run_sqltrain(args) -> dict:
     from sqltrain.io import read_jsonl
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
     with tempfile.TemporaryDirectory(prefix="sqltrain-bench-") as d:
         cfg = base_config(args, d)
         write_shards(Path(d), cfg.train.micro_batch_size * (args.warmup + args.steps), cfg.train.micro_batch_size, args.seq)
-        result = run_training(cfg)
+        result = run_train(cfg)
         rows = read_jsonl(result.metrics_path)
     timed = [r["tokens_per_s"] for r in rows if r["step"] > args.warmup]
     return {"stack": "sqltrain", "tokens_per_s": statistics.median(timed), "steps_timed": len(timed),

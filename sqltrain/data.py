@@ -9,7 +9,7 @@ from sqltrain.spider.benchmark import SpiderBenchmark
 def benchmark_root(spider_dir: str):
     """Path of a Spider-layout dir; "mini" generates the embedded mini benchmark once (cached)."""
     if spider_dir == MINI:
-        from sqltrain.spider.mini import mini_benchmark_dir
+        from sqltrain.minibench.build import mini_benchmark_dir
 
         return mini_benchmark_dir()
     return spider_dir

@@ -1,10 +1,10 @@
 """`sqltrain pipeline` and `sqltrain quickstart`: prepare -> train -> generate (base and
 fine-tuned) -> evaluate -> compare -> report.
 
-Each stage records the content hash of the config sections it depends on in
-``{run_dir}/stages/<stage>.json`` once its outputs exist; a stage whose hash and outputs match
-is skipped, so a crashed pipeline resumes where it stopped and an edited config re-runs only
-the stages it affects.
+Each stage records the content hash of the config sections it depends on (declared in
+sqltrain.stages) in ``{run_dir}/stages/<stage>.json`` once its outputs exist; a stage whose hash
+and outputs match is skipped, so a crashed pipeline resumes where it stopped and an edited
+config re-runs only the stages it affects.
 """
 
 from __future__ import annotations
@@ -19,24 +19,17 @@ from typing import Callable
 
 from sqltrain.config import Config, ConfigError, load_config
 from sqltrain.io import atomic_write_json
+from sqltrain.stages import PIPELINE, depends_on, spec, stage_key, versions
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
-STAGE_NAMES = ("prepare", "train", "generate-base", "generate-finetuned", "evaluate-base", "evaluate-finetuned",
-               "compare", "report")
-"""The stages in order (build_stages makes them; --stages picks from these names)."""
-
-# Config sections each stage's output depends on (a stage also depends on its inputs' stages).
-PREPARE_KEYS = ("data", "linking", "prompt", "model")
-TRAIN_KEYS = PREPARE_KEYS + ("lora", "quantization", "deepspeed", "train")
-GENERATE_KEYS = ("generate",)
-EVALUATE_KEYS = ("evaluate",)
+STAGE_NAMES = PIPELINE
+"""The stages in order (declared in sqltrain.stages; --stages picks from these names)."""
 
 
 @dataclass
 class Stage:
     name: str
-    sections: tuple[str, ...]
     outputs: list[Path]
     run: Callable[[], object]
 
@@ -47,7 +40,7 @@ def _marker(cfg: Config, name: str) -> Path:
 
 def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
     """Run one stage unless its marker matches; returns True when it ran."""
-    key = cfg.content_hash(*stage.sections)
+    key = stage_key(cfg, stage.name)
     marker = _marker(cfg, stage.name)
     if marker.exists() and all(p.exists() for p in stage.outputs):
         if json.loads(marker.read_text()).get("hash") == key:
@@ -59,57 +52,59 @@ def run_stage(cfg: Config, stage: Stage, log=print) -> bool:
     missing = [str(p) for p in stage.outputs if not p.exists()]
     if missing:
         raise RuntimeError(f"stage {stage.name} finished without writing {missing}")
-    atomic_write_json(marker, {"hash": key, "sections": list(stage.sections), "seconds": round(time.time() - start, 1),
-                               "outputs": [str(p) for p in stage.outputs]})
+    atomic_write_json(marker, {"hash": key, "sections": list(depends_on(stage.name)), "versions": versions(stage.name),
+                               "seconds": round(time.time() - start, 1), "outputs": [str(p) for p in stage.outputs]})
     log(f"[sqltrain] {stage.name}: done in {time.time() - start:.0f}s")
     return True
 
 
-def _evaluate(cfg: Config, predictions: Path, out: Path, tag: str) -> None:
-    """Evaluate one predictions file into out/, then log its summary to the tracking run."""
-    from sqltrain.evaluate.runner import run_evaluate_config
+def _evaluate(cfg: Config, predictions: Path, out: Path, tag: str):
+    """The evaluate stage into out/, then its summary logged to the tracking run."""
+    from sqltrain.evaluate.runner import run_evaluate
     from sqltrain.tracking.log import log_evaluation
 
-    summary = run_evaluate_config(cfg, predictions, out, split=cfg.data.eval_split)
-    log_evaluation(cfg, tag, summary, out / "summary.json")
+    summary = run_evaluate(cfg, predictions, out, split=cfg.data.eval_split)
+    log_evaluation(cfg, tag, summary.to_json(), out / "summary.json")
+    return summary
 
 
-def _compare(cfg: Config, base: Path, finetuned: Path, out: Path) -> None:
-    """Base vs fine-tuned into out/, then logged to the tracking run."""
-    from sqltrain.report.compare import write_compare
+def _compare(cfg: Config):
+    """The compare stage, then the comparison logged to the tracking run."""
+    from sqltrain.report.paired import run_compare
     from sqltrain.tracking.log import log_compare
 
-    log_compare(cfg, write_compare(base, finetuned, out), out)
+    result = run_compare(cfg)
+    log_compare(cfg, result.comparison, result.out_dir)
+    return result
+
+
+def stage_runners(cfg: Config) -> dict[str, Callable[[], object]]:
+    """What each pipeline stage calls: its stage's run_<stage>(cfg, ...) -> <Stage>Result,
+    writing where the stage registry says."""
+    from sqltrain.generate.pipeline import run_generate
+    from sqltrain.prep.pipeline import run_prepare
+    from sqltrain.report.report import run_report
+    from sqltrain.train.driver import run_train
+
+    run, split = Path(cfg.run_dir), cfg.data.eval_split
+    out = {name: run / spec(name).outputs[0] for name in PIPELINE}
+    adapter, evals = out["train"].parent, {tag: out[f"evaluate-{tag}"].parent for tag in ("base", "finetuned")}
+    return {
+        "prepare": lambda: run_prepare(cfg),
+        "train": lambda: run_train(cfg),
+        "generate-base": lambda: run_generate(cfg, adapter=None, split=split, out=out["generate-base"]),
+        "generate-finetuned": lambda: run_generate(cfg, adapter=str(adapter), split=split, out=out["generate-finetuned"]),
+        "evaluate-base": lambda: _evaluate(cfg, out["generate-base"], evals["base"], "base"),
+        "evaluate-finetuned": lambda: _evaluate(cfg, out["generate-finetuned"], evals["finetuned"], "finetuned"),
+        "compare": lambda: _compare(cfg),
+        "report": lambda: run_report(cfg),
+    }
 
 
 def build_stages(cfg: Config) -> list[Stage]:
     """The pipeline's stages in order, each a call into one stage module."""
-    from sqltrain.generate.pipeline import run_generate
-    from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.report.report import write_report
-    from sqltrain.train.driver import run_training
-
-    run = Path(cfg.run_dir)
-    data, adapter = run / "data" / "manifest.json", run / "train" / "adapter"
-    preds = {tag: run / "predictions" / f"{tag}.jsonl" for tag in ("base", "finetuned")}
-    evals = {tag: run / "eval" / tag for tag in ("base", "finetuned")}
-    split = cfg.data.eval_split
-    gen_keys = TRAIN_KEYS + GENERATE_KEYS
-    return [
-        Stage("prepare", PREPARE_KEYS, [data], lambda: run_prepare(cfg)),
-        Stage("train", TRAIN_KEYS, [adapter / "adapter_config.json"], lambda: run_training(cfg)),
-        Stage("generate-base", PREPARE_KEYS + GENERATE_KEYS, [preds["base"]],
-              lambda: run_generate(cfg, adapter=None, split=split, out=preds["base"])),
-        Stage("generate-finetuned", gen_keys, [preds["finetuned"]],
-              lambda: run_generate(cfg, adapter=str(adapter), split=split, out=preds["finetuned"])),
-        Stage("evaluate-base", PREPARE_KEYS + GENERATE_KEYS + EVALUATE_KEYS, [evals["base"] / "summary.json"],
-              lambda: _evaluate(cfg, preds["base"], evals["base"], "base")),
-        Stage("evaluate-finetuned", gen_keys + EVALUATE_KEYS, [evals["finetuned"] / "summary.json"],
-              lambda: _evaluate(cfg, preds["finetuned"], evals["finetuned"], "finetuned")),
-        Stage("compare", gen_keys + EVALUATE_KEYS, [run / "compare" / "compare.json"],
-              lambda: _compare(cfg, evals["base"], evals["finetuned"], run / "compare")),
-        Stage("report", gen_keys + EVALUATE_KEYS, [run / "report" / "report.md"], lambda: write_report(run)),
-    ]
+    runners = stage_runners(cfg)
+    return [Stage(name, [Path(cfg.run_dir) / o for o in spec(name).outputs], runners[name]) for name in PIPELINE]
 
 
 def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
@@ -121,8 +116,10 @@ def run_pipeline(cfg: Config, only: list[str] | None = None, log=print) -> dict:
     for stage in stages:
         if only is None or stage.name in only:
             run_stage(cfg, stage, log)
+    from sqltrain.evaluate.records import EvalSummary
+
     run = Path(cfg.run_dir)
-    summaries = {tag: json.loads(p.read_text()) for tag in ("base", "finetuned")
+    summaries = {tag: EvalSummary.read(p) for tag in ("base", "finetuned")
                  if (p := run / "eval" / tag / "summary.json").exists()}
     return {"summaries": summaries, "report": str(run / "report" / "report.md")}
 
@@ -148,8 +145,8 @@ def _print_result(cfg: Config, result: dict) -> None:
     labels = {"base": "base model", "finetuned": "fine-tuned"}
     for tag, s in result["summaries"].items():
         if tag == next(iter(result["summaries"])):
-            print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {s['n']} examples:")
-        print(f"  {labels[tag]} : {100 * s['ex']:5.1f}%   exact match {100 * s['exact_match']:5.1f}%")
+            print(f"\n{cfg.data.eval_split} execution accuracy (EX) on {s.n} examples:")
+        print(f"  {labels[tag]} : {100 * s.ex:5.1f}%   exact match {100 * (s.exact_match or 0.0):5.1f}%")
     if Path(result["report"]).exists():
         print(f"report: {result['report']}")
     _warn_if_worse(result["summaries"], cfg.run_dir)

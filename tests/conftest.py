@@ -28,6 +28,6 @@ def spider_dir() -> Path:
 @pytest.fixture(scope="session")
 def mini_dir(tmp_path_factory) -> Path:
     """The embedded mini benchmark, generated once per test session."""
-    from sqltrain.spider.mini import write_mini_benchmark
+    from sqltrain.minibench.build import write_mini_benchmark
 
     return write_mini_benchmark(tmp_path_factory.mktemp("mini") / "mini")

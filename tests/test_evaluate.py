@@ -12,7 +12,7 @@ import pytest
 
 from sqltrain.cli import main
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.metrics import summarize
+from sqltrain.evaluate.metrics import summarize_eval
 from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions
 from sqltrain.evaluate.runner import Item, evaluate_predictions, plan_chunks, score_items
 from sqltrain.spider.benchmark import SpiderBenchmark
@@ -84,7 +84,7 @@ def test_summarize_counts_by_hardness_and_error():
         {"correct": True, "exact_match": False, "hardness": "hard", "error": None, "gold_error": None},
         {"correct": False, "exact_match": False, "hardness": "extra", "error": "gold_failed", "gold_error": "syntax"},
     ]
-    s = summarize(recs, 1.23456, split="dev")
+    s = summarize_eval(recs, 1.23456, split="dev")
     assert (s["n"], s["ex"], s["exact_match"]) == (4, 0.5, 0.5)
     assert s["by_hardness"]["easy"] == {"n": 2, "ex": 0.5, "exact_match": 1.0}
     assert s["by_hardness"]["medium"] == {"n": 0, "ex": 0.0, "exact_match": 0.0}
@@ -216,7 +216,7 @@ def test_cli_on_mini_benchmark(mini_dir, tmp_path):
 
 
 def test_cli_spider_dir_mini_uses_embedded_benchmark(tmp_path):
-    from sqltrain.spider.mini import mini_benchmark_dir
+    from sqltrain.minibench.build import mini_benchmark_dir
 
     out = tmp_path / "mini"
     assert main(["evaluate", "--spider-dir", "mini", "--predictions", str(mini_benchmark_dir() / "dev_gold.sql"),
@@ -226,9 +226,9 @@ def test_cli_spider_dir_mini_uses_embedded_benchmark(tmp_path):
 
 # -- real Spider ------------------------------------------------------------------------------------
 def test_dev_gold_vs_gold(spider_dir, tmp_path):
-    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.evaluate.runner import evaluate_file
 
-    summary = run_evaluate(spider_dir, "dev", spider_dir / "dev_gold.sql", tmp_path, EvaluateConfig(),
+    summary = evaluate_file(spider_dir, "dev", spider_dir / "dev_gold.sql", tmp_path, EvaluateConfig(),
                            exclude=spider_dir / "database" / "KNOWN_GAPS.tsv", progress=False)
     assert summary["n"] == 1026
     assert summary["ex"] == 1.0 and summary["exact_match"] == 1.0, summary["errors"]

@@ -211,16 +211,16 @@ def test_run_generate_on_ray_then_evaluate(cfg, adapter_dir) -> None:
     import ray
 
     from sqltrain.evaluate.predictions import read_predictions
-    from sqltrain.evaluate.runner import run_evaluate_config
+    from sqltrain.evaluate.runner import run_evaluate
     from sqltrain.generate.pipeline import build_prompt_rows, generation_config, run_generate
 
     small = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "generate.limit=6"])
     sampled = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "generate.limit=3", "generate.temperature=1.0",
                                  "generate.num_candidates=2"])
     try:
-        base = run_generate(small, adapter=None, split="dev")
-        tuned = run_generate(small, adapter=str(adapter_dir), split="dev")
-        cands = run_generate(sampled, split="dev", out=Path(cfg.run_dir) / "predictions" / "sampled.jsonl")
+        base = run_generate(small, adapter=None, split="dev").predictions
+        tuned = run_generate(small, adapter=str(adapter_dir), split="dev").predictions
+        cands = run_generate(sampled, split="dev", out=Path(cfg.run_dir) / "predictions" / "sampled.jsonl").predictions
     finally:
         ray.shutdown()
     assert base == Path(small.run_dir) / "predictions" / "base.jsonl"
@@ -241,5 +241,5 @@ def test_run_generate_on_ray_then_evaluate(cfg, adapter_dir) -> None:
     # the fine-tuned prompts are the adapter's (its own system message), not the caller's
     adapter_rows = build_prompt_rows(generation_config(small, adapter_dir), "dev")
     assert meta_tuned["prompt_tokens"] == sum(r["prompt_tokens"] for r in adapter_rows) != meta_base["prompt_tokens"]
-    summary = run_evaluate_config(small, base, Path(small.run_dir) / "eval" / "base", progress=False)
+    summary = run_evaluate(small, base, Path(small.run_dir) / "eval" / "base", progress=False)
     assert summary["n"] == 6

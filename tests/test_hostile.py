@@ -189,6 +189,7 @@ UNBOUNDED_PREDICTIONS = [
 ]
 
 
+@pytest.mark.slow
 def test_2_3_4_unbounded_predictions_finish_in_time_and_memory(bench, tmp_path):
     from sqltrain.evaluate.isolated import CHILD_MEMORY_BYTES
 
@@ -491,10 +492,10 @@ def test_12_summary_and_records_are_one_swap(bench, tmp_path, monkeypatch):
 
     from sqltrain import io as sqio
     from sqltrain.config import EvaluateConfig
-    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.evaluate.runner import evaluate_file
 
     out = tmp_path / "eval"
-    run_evaluate(bench, "dev", bench / "dev_gold.sql", out, EvaluateConfig(), progress=False)
+    evaluate_file(bench, "dev", bench / "dev_gold.sql", out, EvaluateConfig(), progress=False)
     wrong = write_jsonl(tmp_path / "wrong.jsonl", ["SELECT 1"] * len(GOLD))
     calls = []
     real_replace = os.replace
@@ -507,12 +508,12 @@ def test_12_summary_and_records_are_one_swap(bench, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sqio.os, "replace", crash_on_swap)
     with pytest.raises(KeyboardInterrupt):
-        run_evaluate(bench, "dev", wrong, out, EvaluateConfig(), progress=False)
+        evaluate_file(bench, "dev", wrong, out, EvaluateConfig(), progress=False)
     monkeypatch.setattr(sqio.os, "replace", real_replace)
     if (out / "summary.json").exists():  # whichever pair is there belongs together
         summary = json.loads((out / "summary.json").read_text())
         assert summary["records_sha256"] == hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
-    summary = run_evaluate(bench, "dev", wrong, out, EvaluateConfig(), progress=False)
+    summary = evaluate_file(bench, "dev", wrong, out, EvaluateConfig(), progress=False)
     assert summary["ex"] == 0.0
     assert summary["records_sha256"] == hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench", "eval", "wrong.jsonl"]  # no .old, no .tmp
@@ -574,6 +575,7 @@ def test_14_ex_keeps_distinct_and_docs_say_so(bench, tmp_path):
     assert "--keep_distinct" in docs and "keeps DISTINCT" in docs
 
 
+@pytest.mark.slow
 def test_2_a_runaway_gold_query_is_killed_once_for_all_its_items(bench):
     import time
 

@@ -245,6 +245,33 @@ def test_whole_schema_kept_when_it_fits_and_linking_is_deterministic(mini, cache
         assert fresh.link("Which airlines fly from Boston?", budget) == linker.link("Which airlines fly from Boston?", budget)
 
 
+@pytest.mark.parametrize("fmt", ["ddl", "compact"])
+def test_the_budget_prices_the_pieces_the_text_is_made_of(mini, cache, count_tokens, fmt):
+    """One source of schema text: pruning sums the prices of exactly the pieces that are
+    rendered. With this (GPT-2-style) tokenizer the DDL sum is the joined text's exact count,
+    and the compact one never undercounts it."""
+    for q in mini.examples("dev"):
+        linker = linker_of(mini, q.db_id, cache, count_tokens, fmt)
+        for budget in (60, 160, None):
+            result = linker.link(q.question, budget)
+            assert "".join(result.pieces) == result.schema_text
+            assert result.tokens == sum(count_tokens(list(result.pieces)))
+            real = count_tokens([result.schema_text])[0]
+            assert real == result.tokens if fmt == "ddl" else real <= result.tokens
+            assert budget is None or not result.pruned or result.tokens <= budget or len(result.selection) == 1
+
+
+def test_line_breaks_are_cut_where_the_tokenizer_cuts_them(mini, cache, count_tokens):
+    from sqltrain.linking.serialize import SchemaRenderer
+
+    schema, index = mini.schemas["flights"], index_of(mini, "flights", cache)
+    lead, trail = (SchemaRenderer(schema, "ddl", index, breaks) for breaks in ("lead", "trail"))
+    assert lead.render() == trail.render() and lead.pieces() != trail.pieces()
+    exact = count_tokens([lead.render()])[0]
+    assert sum(count_tokens(lead.pieces())) == exact < sum(count_tokens(trail.pieces()))  # "\n " is one token
+    assert linker_of(mini, "flights", cache, count_tokens).renderer.breaks == "lead"
+
+
 def test_compact_format_links_too(mini, cache, count_tokens):
     linker = linker_of(mini, "flights", cache, count_tokens, fmt="compact")
     result = linker.link("What is the name of the oldest passenger?", 30)

@@ -64,6 +64,7 @@ def test_directory_without_config_is_rejected(model_cache, tmp_path):
         resolve_model_source(cfg_for(model_cache, f"model.name={tmp_path}").model)
 
 
+@pytest.mark.slow
 def test_random_preset_is_materialised_once_with_a_tokenizer(model_cache):
     cfg = cfg_for(model_cache, "model.name=random:tiny")
     first = resolve_model_source(cfg.model)
@@ -76,6 +77,7 @@ def test_random_preset_is_materialised_once_with_a_tokenizer(model_cache):
     assert torch.equal(a.model.embed_tokens.weight, b.model.embed_tokens.weight)  # same weights everywhere
 
 
+@pytest.mark.slow
 def test_gguf_is_dequantized_into_a_loadable_safetensors_dir(model_cache):
     from gguf import GGUFReader
     from gguf.quants import dequantize
@@ -126,6 +128,7 @@ def test_attach_lora_follows_the_config(model_cache):
     assert model.base_model.model.is_activation_checkpointing
 
 
+@pytest.mark.slow
 def test_regional_compile_keeps_adapter_names_and_outputs(model_cache):
     """The worker compiles blocks in place (accelerate's compile_regions_deepspeed) after
     deepspeed.initialize; checkpoints and PEFT adapters must see the same parameter names."""

@@ -158,7 +158,7 @@ def test_two_worker_packed_run_killed_and_resumed_matches_the_padded_run(tmp_pat
     packed, with a worker killed after step 4 and resumed. Equal losses need both: packing that
     leaves the loss unchanged and a resume that skips exactly the trained micro batches."""
     from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
     from sqltrain.train.faults import ENV as FAULT_ENV
     from test_train import train_cfg
 
@@ -175,7 +175,7 @@ def test_two_worker_packed_run_killed_and_resumed_matches_the_padded_run(tmp_pat
             run_prepare(cfg)
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv(FAULT_ENV, fault)
-                results[name] = read_jsonl(run_training(cfg).metrics_path)
+                results[name] = read_jsonl(run_train(cfg).metrics_path)
     finally:
         if started:
             ray.shutdown()

@@ -154,7 +154,7 @@ def prepared(cfg, tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
     small = with_overrides(cfg, data__num_shards=2, data__limit=60, linking__token_budget=256)
     small = type(cfg).model_validate({**small.to_dict(), "run_dir": str(run)})
-    out = run_prepare(small)
+    out = run_prepare(small).data_dir
     yield small, out
     if started:
         ray.shutdown()
@@ -195,7 +195,7 @@ def test_prepare_reuses_and_reproduces_its_output(prepared):
     shards = sorted(out.glob("*/*.parquet"))
     before = {p: (p.stat().st_mtime_ns, pq.read_table(p)) for p in shards}
     manifest = (out / "manifest.json").read_text()
-    assert run_prepare(cfg) == out  # same config and inputs: reused untouched
+    assert run_prepare(cfg).data_dir == out  # same config and inputs: reused untouched
     assert all(p.stat().st_mtime_ns == before[p][0] for p in shards)
     run_prepare(cfg, force=True)  # rebuilt: identical shards and manifest
     assert sorted(out.glob("*/*.parquet")) == shards

@@ -59,21 +59,21 @@ def test_missing_client_fails_before_training_starts(tmp_path, monkeypatch):
 
 def eval_dir(path: Path, correct: list[bool]) -> Path:
     """An evaluation dir as `sqltrain evaluate` writes it (records.jsonl + summary.json)."""
-    from sqltrain.evaluate.metrics import summarize
+    from sqltrain.evaluate.metrics import summarize_eval
 
     levels = ["easy", "medium", "hard", "extra"]
     records = [{"index": i, "correct": c, "exact_match": c, "hardness": levels[i % 4], "gold": f"SELECT {i}",
                 "error": None if c else "wrong_result", "gold_error": None} for i, c in enumerate(correct)]
     path.mkdir(parents=True)
     (path / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    summary = summarize(records, 1.0, split="dev")
-    (path / "summary.json").write_text(json.dumps(summary))
+    summary = summarize_eval(records, 1.0, split="dev")
+    (path / "summary.json").write_text(json.dumps(summary.to_json()))
     return path
 
 
 def log_a_run(cfg, tmp_path: Path) -> dict:
     """Training reports (two ranks; rank 1's must not be logged), both evaluations, the compare."""
-    from sqltrain.report.compare import write_compare
+    from sqltrain.report.paired import write_compare
     from sqltrain.tracking.callback import TrackingCallback
 
     callback = TrackingCallback(cfg)
@@ -193,7 +193,7 @@ def test_ray_train_run_logs_rank0_reports(backend, tmp_path, model_cache, mini_d
     from sqltrain.io import read_jsonl
     from sqltrain.model.loading import load_tokenizer
     from sqltrain.spider.benchmark import SpiderBenchmark
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
     sys.path.insert(0, str(Path(__file__).parent))
     from train_shards import write_shards
@@ -205,7 +205,7 @@ def test_ray_train_run_logs_rank0_reports(backend, tmp_path, model_cache, mini_d
     bench = SpiderBenchmark(mini_dir)
     write_shards(Path(cfg.run_dir), bench, load_tokenizer(cfg.model),
                  {"train": bench.examples("train")[:32], "dev": bench.examples("dev")[:8]})
-    rows = read_jsonl(run_training(cfg).metrics_path)
+    rows = read_jsonl(run_train(cfg).metrics_path)
     if backend == "tensorboard":
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

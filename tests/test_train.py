@@ -16,7 +16,7 @@ from sqltrain.io import read_jsonl
 from sqltrain.spider.benchmark import SpiderBenchmark
 from sqltrain.train.data import ShardError, inspect_split, length_grouped, pad_batch
 from sqltrain.train.deepspeed_cfg import deepspeed_config
-from sqltrain.train.driver import TrainingDiverged, pick_export, plan_steps, run_training
+from sqltrain.train.driver import TrainingDiverged, pick_export, plan_steps, run_train
 from sqltrain.train.faults import ENV as FAULT_ENV
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -131,13 +131,13 @@ def test_zero_stage_4_is_rejected_by_the_config():
 def test_missing_shards_fail_before_any_worker(tmp_path, model_cache):
     cfg = train_cfg(tmp_path / "run", model_cache)
     with pytest.raises(ShardError, match="sqltrain prepare"):
-        run_training(cfg)
+        run_train(cfg)
     assert not (tmp_path / "run" / "train" / "checkpoints").exists()
 
 
 def test_nf4_with_zero3_on_cpu_fails_before_any_worker(tmp_path, model_cache):
     with pytest.raises(ConfigError, match="needs GPUs"):
-        run_training(train_cfg(tmp_path / "run", model_cache, "deepspeed.stage=3", "quantization.method=nf4"))
+        run_train(train_cfg(tmp_path / "run", model_cache, "deepspeed.stage=3", "quantization.method=nf4"))
 
 
 def test_shards_without_token_columns_are_rejected(tmp_path):
@@ -163,7 +163,7 @@ def test_shards_that_disagree_with_the_manifest_fail_before_any_worker(tmp_path,
     part.unlink()
     with pytest.raises(ShardError, match=r"32 rows in 1 shard\(s\), but manifest.json lists 64 examples in 2 "
                                          r"\(missing part-00001.parquet\)"):
-        run_training(train_cfg(run, model_cache))
+        run_train(train_cfg(run, model_cache))
     pq.write_table(table.slice(0, 30), part)  # a shard with other rows than listed
     with pytest.raises(ShardError, match="62 rows in 2 shard"):
         inspect_split(str(run), "train")
@@ -178,7 +178,7 @@ def test_unknown_model_fails_before_any_worker(tmp_path, model_cache, mini_dir):
     run = tmp_path / "run"
     shards(run, model_cache, mini_dir, repeat_first=False)
     with pytest.raises(ConfigError, match="unknown random-init preset"):
-        run_training(train_cfg(run, model_cache, "model.name=random:llama-9000"))
+        run_train(train_cfg(run, model_cache, "model.name=random:llama-9000"))
     assert not (run / "train" / "checkpoints").exists()
 
 
@@ -210,7 +210,7 @@ def repeated_batch_run(tmp_path_factory, model_cache, mini_dir, ray_local):
     run = tmp_path_factory.mktemp("repeated") / "run"
     shards(run, model_cache, mini_dir, repeat_first=True)
     cfg = train_cfg(run, model_cache)
-    return cfg, run_training(cfg)
+    return cfg, run_train(cfg)
 
 
 @pytest.mark.slow
@@ -267,7 +267,7 @@ def test_final_adapter_loads_with_peft_and_changes_logits(repeated_batch_run):
 def test_rerun_with_another_training_config_is_refused(repeated_batch_run, model_cache):
     cfg, _ = repeated_batch_run
     with pytest.raises(ConfigError, match="checkpoints of another run"):
-        run_training(train_cfg(cfg.run_dir, model_cache, "train.lr=1e-3"))
+        run_train(train_cfg(cfg.run_dir, model_cache, "train.lr=1e-3"))
 
 
 @pytest.mark.slow
@@ -279,7 +279,7 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_unint
         cfg = train_cfg(run, model_cache, "data.limit=64", "data.spider_dir=mini")
         run_prepare(cfg)  # the real `sqltrain prepare` shards of the mini benchmark
         monkeypatch.setenv(FAULT_ENV, fault)
-        result = run_training(cfg)
+        result = run_train(cfg)
         return read_jsonl(result.metrics_path), result
 
     straight, _ = losses_of(tmp_path / "straight", "")
@@ -394,7 +394,7 @@ def test_an_inf_gradient_step_is_skipped_counted_and_training_finishes(tmp_path,
     run = tmp_path / "run"
     shards(run, model_cache, mini_dir, repeat_first=True)
     monkeypatch.setenv(FAULT_ENV, "inf@2")
-    result = run_training(train_cfg(run, model_cache, "model.dtype=bf16"))
+    result = run_train(train_cfg(run, model_cache, "model.dtype=bf16"))
     rows = read_jsonl(result.metrics_path)
     assert [r["skipped_steps"] for r in rows] == [0, 1, 1, 1, 1, 1]
     assert all(r["loss"] is None or np_finite(r["loss"]) for r in rows) and rows[1]["loss"] is None
@@ -419,7 +419,7 @@ def test_consecutive_inf_gradients_stop_the_run_and_generation_refuses_its_adapt
     shards(run, model_cache, mini_dir, repeat_first=True)
     monkeypatch.setenv(FAULT_ENV, "inf@4-6")
     with pytest.raises(TrainingDiverged, match=r"step 6: 3 optimizer steps in a row .*train.lr"):
-        run_training(train_cfg(run, model_cache, "model.dtype=bf16", "train.max_skipped_steps=3"))
+        run_train(train_cfg(run, model_cache, "model.dtype=bf16", "train.max_skipped_steps=3"))
     adapter = run / "train" / "adapter"
     training = json.loads((adapter / "training.json").read_text())
     assert training["exported"]["step"] == 3 and training["diverged"].startswith("step 6")

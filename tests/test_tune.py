@@ -96,20 +96,46 @@ def test_tune_cli_reports_bad_search_space_with_exit_code_2(tmp_path, capsys):
 
 
 def test_best_is_the_best_completed_trial_and_errors_read_in_one_line():
-    from sqltrain.tune.tuner import _error_line, summarize
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    from sqltrain.tune.tuner import error_line, summarize_trials
 
     def trial(tid, metric, status):
         return {"trial_id": tid, "metric": metric, "status": status}
 
     trials = [trial("a", 0.9, "completed"), trial("b", 0.5, "error"), trial("c", 0.7, "completed"),
               trial("d", None, "no result"), trial("e", 0.6, "stopped early")]
-    low = summarize(trials, load_config(None, ["tune.mode=min"]), "/x")
+    low = summarize_trials(trials, load_config(None, ["tune.mode=min"]), "/x")
     assert low["best"]["trial_id"] == "c" and [t["trial_id"] for t in low["trials"]] == ["c", "a", "b", "e", "d"]
-    assert summarize(trials, load_config(None, ["tune.mode=max"]), "/x")["best"]["trial_id"] == "a"
-    assert summarize(trials[1:2], load_config(None), "/x")["best"] is None
-    err = RuntimeError("\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\n  File x\n"
-                       "ray.train.WorkerGroupError: Training failed due to worker errors:\n  detail")
-    assert _error_line(err) == "ray.train.WorkerGroupError: Training failed due to worker errors:"
+    assert summarize_trials(trials, load_config(None, ["tune.mode=max"]), "/x")["best"]["trial_id"] == "a"
+    assert summarize_trials(trials[1:2], load_config(None), "/x")["best"] is None
+    # What a failed trial's Result.error holds: Ray's task error around the Train run's error.
+    failed = WorkerGroupError("[Rank 0]: \x1b[36mTraceback ...\x1b[39m", {1: RuntimeError("later"),
+                                                                        0: ValueError("lora.r is 0\n  detail")})
+    err = RayTaskError("ImplicitFunc.train", "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\n  File x", failed,
+                       proctitle="ray::ImplicitFunc.train", pid=1, ip="127.0.0.1").as_instanceof_cause()
+    line = error_line(err)
+    assert line.startswith("ray.train.WorkerGroupError: Training failed due to worker errors:")
+    assert line.endswith("rank 0: ValueError: lora.r is 0")
+    assert error_line(ConfigError("tune.metric='acc' is not a training metric\nmore")) == \
+        "sqltrain.config.ConfigError: tune.metric='acc' is not a training metric"
+
+
+def test_trial_records_take_the_trial_id_from_the_reported_metrics():
+    from ray.tune import Result
+
+    from sqltrain.tune.tuner import trial_record
+
+    cfg = load_config(None, ["run_dir=/runs/r"])
+    done = Result(metrics={"trial_id": "3f2a1_00001", "dev_loss": 0.5, "step": 4, "adapter_dir": "/a"},
+                  checkpoint=None, error=None, path="/storage/anything-at-all")
+    rec = trial_record(done, cfg)
+    assert (rec["trial_id"], rec["status"], rec["metric"]) == ("3f2a1_00001", "completed", 0.5)
+    assert rec["run_dir"] == "/runs/r/tune/3f2a1_00001"
+    never = Result(metrics={"trial_id": "3f2a1_00002"}, checkpoint=None, error=ValueError("x"), path="/p")
+    rec = trial_record(never, cfg)
+    assert (rec["trial_id"], rec["status"], rec["metric"], rec["error"]) == ("3f2a1_00002", "error", None, "ValueError: x")
 
 
 # --- a real search: 2 trials, 1 CPU worker each ---------------------------------------------

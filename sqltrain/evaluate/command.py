@@ -36,13 +36,13 @@ def register(subparsers) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--config", help="YAML config file (defaults for the options above)")
     p.add_argument("overrides", nargs="*", help="config overrides key.sub=value")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=_evaluate)
 
 
-def handle(args: argparse.Namespace) -> int:
+def _evaluate(args: argparse.Namespace) -> int:
     from sqltrain.config import ConfigError, load_config
     from sqltrain.evaluate.metrics import format_summary
-    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.evaluate.runner import evaluate_file
 
     if not args.predictions.strip():  # it also names the default --out: refuse before anything else
         from sqltrain.evaluate.predictions import PredictionsError
@@ -56,7 +56,7 @@ def handle(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, overrides)
     # An option given empty is an error downstream, not a silent fallback to the default.
     out = args.out if args.out is not None else str(Path(cfg.run_dir) / "eval" / Path(args.predictions).stem)
-    summary = run_evaluate(
+    summary = evaluate_file(
         args.spider_dir if args.spider_dir is not None else cfg.data.spider_dir,
         args.split if args.split is not None else cfg.data.eval_split,
         args.predictions,

@@ -311,7 +311,7 @@ def _boxes(open_boxes: OrderedDict, db_paths: list[str], timeout_s: float, max_r
 def _run_job(pos: int, job: Job, boxes: list, gold_cache: dict, seeds: dict, beat: _Heartbeat) -> dict[str, Any]:
     """Execute and compare one job on every variant: the record the runner writes, without
     exact match and hardness (the parent adds those). Stops at the first failing variant."""
-    from sqltrain.evaluate.compare import results_match
+    from sqltrain.evaluate.result_match import results_match
 
     def run(phase: int, v: int, sql) -> ExecResult:
         seeded = seeds.get(_seed_key(job, phase, v))

@@ -18,12 +18,13 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable
 
 from sqltrain.config import EvaluateConfig
-from sqltrain.evaluate.compare import has_top_level_order_by
-from sqltrain.evaluate.metrics import summarize
+from sqltrain.evaluate.result_match import has_top_level_order_by
+from sqltrain.evaluate.metrics import summarize_eval
 from sqltrain.evaluate.predictions import Prediction, PredictionsError, read_predictions, shown
+from sqltrain.evaluate.records import EvalRecord, EvalSummary
 from sqltrain.io import atomic_dir, check_replaceable
 
 if TYPE_CHECKING:
@@ -234,24 +235,24 @@ def evaluate_predictions(
     address: str | None = None,
     progress: bool = True,
     source: str = "predictions",
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[EvalRecord], EvalSummary]:
     """Score one prediction set on a split; returns (records, summary)."""
     start = time.perf_counter()
     items, examples, missing = build_items(bench, split, predictions, exclude, source)
     scored = score_items(items, bench, eval_cfg, address=address, progress=progress)
     records = [_record(examples[it.key], it, r) for it, r in zip(items, scored)]
-    summary = summarize(records, time.perf_counter() - start, split=split, missing=missing)
+    summary = summarize_eval(records, time.perf_counter() - start, split=split, missing=missing)
     return records, summary
 
 
-def _record(ex, item: Item, r: dict[str, Any]) -> dict[str, Any]:
-    rec = {"index": ex.index, "id": ex.id, "db_id": ex.db_id, "hardness": r["hardness"], "question": ex.question,
-           "gold": item.gold, "pred": item.pred}
-    rec.update((k, v) for k, v in r.items() if k not in ("key", "hardness"))
-    return rec
+def _record(ex, item: Item, scored: dict[str, Any]) -> EvalRecord:
+    """The record of one scored item: the example, then what scoring found (less its key)."""
+    outcome = {k: v for k, v in scored.items() if k not in ("key", "hardness")}
+    return EvalRecord(index=ex.index, id=ex.id, db_id=ex.db_id, hardness=scored["hardness"], question=ex.question,
+                      gold=item.gold, pred=item.pred, **outcome)
 
 
-def run_evaluate(
+def evaluate_file(
     spider_dir: str | os.PathLike,
     split: str,
     predictions_path: str | os.PathLike,
@@ -262,7 +263,7 @@ def run_evaluate(
     address: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> EvalSummary:
     """Evaluate a predictions file and write {out_dir}/records.jsonl and summary.json.
 
     The pair is written into a temp dir that then replaces out_dir whole, so a summary never
@@ -281,15 +282,16 @@ def run_evaluate(
         bench, split, predictions, eval_cfg, exclude=exclude, address=address, progress=progress,
         source=str(predictions_path),
     )
-    records_text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _json_safe(records))
-    summary.update(predictions=str(Path(predictions_path).absolute()), spider_dir=str(bench.root),
-                   exclude=str(Path(exclude).absolute()) if exclude else None, timeout_s=eval_cfg.timeout_s,
-                   records_sha256=hashlib.sha256(records_text.encode()).hexdigest())
+    records_text = "".join(json.dumps(_json_safe(r.to_json()), ensure_ascii=False) + "\n" for r in records)
+    summary = summary.model_copy(update=dict(
+        predictions=str(Path(predictions_path).absolute()), spider_dir=str(bench.root),
+        exclude=str(Path(exclude).absolute()) if exclude else None, timeout_s=eval_cfg.timeout_s,
+        records_sha256=hashlib.sha256(records_text.encode()).hexdigest()))
     with atomic_dir(out, legacy=_is_evaluation) as tmp:
         (tmp / "records.jsonl").write_text(records_text, encoding="utf-8")
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    if log is not None and summary["missing"]:
-        log(f"warning: {summary['missing']} examples of '{split}' have no prediction and were not scored")
+        (tmp / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n", encoding="utf-8")
+    if log is not None and summary.missing:
+        log(f"warning: {summary.missing} examples of '{split}' have no prediction and were not scored")
     return summary
 
 
@@ -298,19 +300,22 @@ def _is_evaluation(path: Path) -> bool:
     return {p.name for p in path.iterdir()} <= {"summary.json", "records.jsonl"}
 
 
-def run_evaluate_config(
-    cfg: Config, predictions_path, out_dir, split: str | None = None, progress: bool = True
-) -> dict[str, Any]:
-    """run_evaluate with everything taken from a config (data, evaluate and cluster sections)."""
-    return run_evaluate(
-        cfg.data.spider_dir, split or cfg.data.eval_split, predictions_path, out_dir, cfg.evaluate,
+def run_evaluate(
+    cfg: Config, predictions_path: str | os.PathLike, out_dir: str | os.PathLike | None = None,
+    split: str | None = None, progress: bool = True,
+) -> EvalSummary:
+    """The evaluate stage: evaluate_file with everything else from the config (data, evaluate and
+    cluster sections); out_dir defaults to {run_dir}/eval/<predictions file stem>."""
+    out = out_dir if out_dir is not None else Path(cfg.run_dir) / "eval" / Path(predictions_path).stem
+    return evaluate_file(
+        cfg.data.spider_dir, split or cfg.data.eval_split, predictions_path, out, cfg.evaluate,
         exclude=cfg.data.exclude, address=cfg.cluster.address, progress=progress,
     )
 
 
-def _json_safe(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def _json_safe(record: dict[str, Any]) -> dict[str, Any]:
     # Predictions read from non-UTF-8 bytes hold lone surrogates, which JSON encoders reject.
     def fix(v):
         return v.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(v, str) else v
 
-    return [{k: fix(v) for k, v in r.items()} for r in records]
+    return {k: fix(v) for k, v in record.items()}

@@ -40,6 +40,6 @@ def _generate(args: argparse.Namespace) -> int:
 
     overrides, adapter, split = split_overrides(args)
     cfg = load_config(args.config, overrides)
-    out = run_generate(cfg, adapter=adapter, split=split, out=Path(args.out) if args.out else None)
-    print(f"predictions: {out}")
+    result = run_generate(cfg, adapter=adapter, split=split, out=Path(args.out) if args.out else None)
+    print(f"predictions: {result.predictions}")
     return 0

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,15 @@ from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE, check_adapter_t
 ADAPTER_SECTIONS = ("model", "quantization", "linking", "lora")
 """Config sections that describe how the adapter was trained; generation must match them (the
 prompt section too, read from the adapter's prompt.json)."""
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    predictions: Path
+    """predictions.jsonl: index, id, db_id, sql, raw (and candidates) per example, in split order."""
+    meta: Path
+    """<name>.meta.json beside it: model, adapter, engine, timing, tokens/s."""
+    n: int
 
 
 def generation_config(cfg: Config, adapter: str | os.PathLike | None) -> Config:
@@ -220,7 +230,7 @@ def check_prediction_target(out: Path) -> None:
 
 
 def run_generate(cfg: Config, adapter: str | None = None, split: str | None = None, out: Path | None = None,
-                 log=print) -> Path:
+                 log=print) -> GenerateResult:
     """Generate SQL for every example of `split` (default: data.eval_split) with the base model
     or base + `adapter`; write predictions.jsonl to `out` (default: see default_output)."""
     split = split or cfg.data.eval_split
@@ -254,4 +264,4 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
         **(timing(results) if results else {}),
     })
     log(f"[sqltrain] generate: {len(results)} predictions in {seconds:.0f}s -> {out}")
-    return out
+    return GenerateResult(out, out.with_suffix(".meta.json"), len(results))

@@ -18,6 +18,10 @@ order and while they fit:
    table reduced to its keys shows the join path);
 4. the sample values of the shown columns that lack them.
 Everything is deterministic: ties break by schema order.
+
+Costs are the renderer's own pieces (sqltrain.linking.serialize): a selection costs the sum of
+the token counts of exactly the pieces its text is joined from, so the budget prices the text
+that is rendered, with no layout typed out twice.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqltrain.linking.serialize import SchemaRenderer, full_selection, ident, matched_text
+from sqltrain.linking.serialize import LINE_BREAKS, SchemaRenderer, full_selection
 from sqltrain.linking.value_index import ValueIndex, sql_literal
 from sqltrain.linking.words import content_stems, implied_stems, name_words, words
 from sqltrain.spider.schema import Schema, Table
@@ -43,6 +47,8 @@ VALUE_MATCH = 1.5
 """Score a value match adds to its column (and so to its table)."""
 TABLE_NAME_WEIGHT = 2.0
 """A table named in the question outranks one whose column is."""
+MAX_BODY_STATES = 20_000
+"""Table states whose price a linker remembers (bounded memory; then it starts afresh)."""
 
 
 @dataclass(frozen=True)
@@ -54,64 +60,101 @@ class LinkResult:
     """(table, column) -> matched values (SQL literals) shown to the model."""
     pruned: bool
     tokens: int
-    """Tokens of schema_text, summed over its pieces (a close estimate: the prompt's exact
-    length is measured where it matters, on the rendered prompt)."""
+    """Tokens of schema_text: the sum over the pieces it is joined from, what the budget
+    bounds (a tokenizer that merges across a piece boundary counts the joined text a token or
+    so lower; the prompt's exact length is measured where it matters, on the rendered prompt)."""
     full_tokens: int
-    """Tokens of the whole schema with the same matched values (estimated the same way)."""
-
-
-@dataclass(frozen=True)
-class _Costs:
-    head: dict[str, int]
-    column: dict[tuple[str, str], int]
-    """A column without its sample values."""
-    samples: dict[tuple[str, str], int]
-    """What the sample-value comment adds to a column (0 in the compact format)."""
-    fk: dict[tuple[str, str], int]
-    """(table, column) of the referencing side -> tokens of the FK mark or line."""
+    """Tokens of the whole schema with the same matched values (counted the same way)."""
+    pieces: tuple[str, ...] = ()
+    """The renderer's pieces that schema_text is joined from (what `tokens` sums)."""
 
 
 class _Builder:
-    """A selection under construction with its running token cost."""
+    """A selection under construction; its cost is the priced pieces of the text it renders."""
 
-    def __init__(self, linker: "SchemaLinker", match_cost: dict[tuple[str, str], int]):
-        self.linker, self.match_cost = linker, match_cost
+    def __init__(self, linker: "SchemaLinker", matches: dict[tuple[str, str], list[str]]):
+        self.linker, self.matches = linker, matches
         self.shown: dict[str, set[str]] = {}
         self.annotated: set[tuple[str, str]] = set()
-        self.cost = 0
+        self._body: dict[str, int] = {}  # table -> tokens of its body pieces, while not stale
+        self._stale: set[str] = set()
+        self._bodies = self._heads = 0  # sums over the shown tables (heads as if none were first)
+        self._first: str | None = None  # the first shown table in schema order: its head has no separator
+        self._mask: dict[str, int] = {}  # table -> bits of its shown columns
+        self._amask: dict[str, int] = {}  # table -> bits of its annotated columns
+        self._matched = linker.matched_by_table(matches)
 
     def copy(self) -> "_Builder":
-        other = _Builder(self.linker, self.match_cost)
+        other = _Builder.__new__(_Builder)
+        other.linker, other.matches, other._matched = self.linker, self.matches, self._matched
         other.shown = {t: set(cs) for t, cs in self.shown.items()}
         other.annotated = set(self.annotated)
-        other.cost = self.cost
+        other._body, other._stale = dict(self._body), set(self._stale)
+        other._bodies, other._heads, other._first = self._bodies, self._heads, self._first
+        other._mask, other._amask = dict(self._mask), dict(self._amask)
         return other
+
+    def _state(self, table: str) -> tuple:
+        """What the table's body text depends on (see SchemaLinker.body_price)."""
+        mask, bit = self._mask, self.linker.bit
+        fks = tuple(bool(mask[table] & bit[table, c]) and rt in mask and bool(mask[rt] & bit[rt, rc])
+                    for c, rt, rc in self.linker.renderer.fks[table])
+        matched = tuple((c, v) for c, b, v in self._matched.get(table, ()) if mask[table] & b)
+        return table, mask[table], self._amask.get(table, 0), fks, matched
+
+    @property
+    def cost(self) -> int:
+        """Tokens of the selection's text: each shown table's head and body pieces."""
+        lk = self.linker
+        for t in self._stale:
+            if t in self.shown:
+                body = lk.body_price(self._state(t), self.shown, self.matches, self.annotated)
+                self._bodies += body - self._body.get(t, 0)
+                self._body[t] = body
+        self._stale.clear()
+        if self._first is None:
+            return 0
+        return self._bodies + self._heads + lk.head_price(self._first, True) - lk.head_price(self._first, False)
+
+    def _changed(self, table: str, column: str) -> None:
+        # A foreign key's line (or mark) lives in its referencing table and shows when both ends do.
+        self._stale.add(table)
+        self._stale.update(fk.table for fk in self.linker.fks_of.get((table, column), ()))
 
     def add_table(self, table: str) -> None:
         if table not in self.shown:
             self.shown[table] = set()
-            self.cost += self.linker.costs.head[table]
+            self._mask[table] = 0
+            self._stale.add(table)
+            self._heads += self.linker.head_price(table, False)
+            if self._first is None or self.linker.position[table] < self.linker.position[self._first]:
+                self._first = table
             for pk in self.linker.tables[table].primary_keys:
                 self.add_column(table, pk)
 
     def add_column(self, table: str, column: str) -> None:
         self.add_table(table)
-        if column in self.shown[table]:
-            return
-        self.shown[table].add(column)
-        key = (table, column)
-        self.cost += self.linker.costs.column[key] + self.match_cost.get(key, 0)
-        for fk in self.linker.fks_of.get(key, ()):
-            ref = (fk.table, fk.column)
-            other = (fk.ref_table, fk.ref_column) if ref == key else ref
-            if other[1] in self.shown.get(other[0], ()):
-                self.cost += self.linker.costs.fk[ref]
+        if column not in self.shown[table]:
+            self.shown[table].add(column)
+            self._mask[table] |= self.linker.bit[table, column]
+            self._changed(table, column)
+
+    def remove_column(self, table: str, column: str) -> None:
+        self.shown[table].discard(column)
+        self._mask[table] &= ~self.linker.bit[table, column]
+        self._changed(table, column)
 
     def annotate(self, table: str, column: str) -> None:
         self.add_column(table, column)
         if (table, column) not in self.annotated:
             self.annotated.add((table, column))
-            self.cost += self.linker.costs.samples[(table, column)]
+            self._amask[table] = self._amask.get(table, 0) | self.linker.bit[table, column]
+            self._stale.add(table)
+
+    def unannotate(self, table: str, column: str) -> None:
+        self.annotated.discard((table, column))
+        self._amask[table] &= ~self.linker.bit[table, column]
+        self._stale.add(table)
 
     def join(self, table: str) -> None:
         """Add `table`, the FK path joining it to the kept tables, and the FK columns of both."""
@@ -142,17 +185,23 @@ class SchemaLinker:
         self.schema, self.index, self.fmt, self.count = schema, index, fmt, count_tokens
         self.tables: dict[str, Table] = {t.name: t for t in schema.tables}
         self.position = {t.name: i for i, t in enumerate(schema.tables)}
-        self.renderer = SchemaRenderer(schema, fmt, index)
+        self._prices: dict[str, int] = {}  # piece text -> tokens (questions repeat pieces and values)
+        self._head_prices: dict[tuple[str, bool], int] = {}
+        self._body_prices: dict[tuple, int] = {}
+        self._whole: _Builder | None = None  # the whole schema, priced once
+        self.bit = {(t.name, c.name): 1 << i for t in schema.tables for i, c in enumerate(t.columns)}
+        self.renderer = self._renderer(index)
         self._index_names()
         self._index_fks()
-        self.costs = self._measure_costs()
-        self.base_tokens = count_tokens([self.renderer.render()])[0]
-        # Pieces tokenized apart cost a little more than the joined text (merges across
-        # newlines); scale piece sums to the whole schema's exact count.
-        whole = sum(self.costs.head.values()) + sum(self.costs.column.values()) + sum(self.costs.samples.values())
-        whole += sum(self.costs.fk.values())
-        self.scale = self.base_tokens / whole if whole else 1.0
-        self._text_costs: dict[str, int] = {}  # match comments seen before (questions repeat values)
+
+    def _renderer(self, index: ValueIndex | None) -> SchemaRenderer:
+        """The renderer whose pieces this tokenizer counts as it counts their joined text: DDL
+        line breaks are cut where its pre-tokenizer cuts them (measured on the whole schema)."""
+        options = [SchemaRenderer(self.schema, self.fmt, index, b) for b in LINE_BREAKS]
+        if self.fmt != "ddl":
+            return options[0]
+        exact = self.count([options[0].render()])[0]
+        return min(options, key=lambda r: abs(self.price(r.pieces()) - exact))
 
     def _index_names(self) -> None:
         def stems(name: str, natural: str) -> frozenset[str]:
@@ -185,22 +234,56 @@ class SchemaLinker:
         for t in self.neighbors:
             self.neighbors[t].sort(key=self.position.__getitem__)
 
-    def _measure_costs(self) -> _Costs:
-        r, ddl = self.renderer, self.fmt == "ddl"
-        texts: dict[str, dict] = {"head": {}, "column": {}, "samples": {}, "fk": {}}
+    def head_price(self, table: str, first: bool) -> int:
+        key = (table, first)
+        if key not in self._head_prices:
+            self._head_prices[key] = self.price([self.renderer.head(self.tables[table], first)])
+        return self._head_prices[key]
+
+    def matched_by_table(self, matches: dict[tuple[str, str], list[str]]) -> dict[str, tuple]:
+        """table -> ((column, its bit, matched values), ...), for body states."""
+        out: dict[str, list] = {}
+        for (t, c), values in matches.items():
+            out.setdefault(t, []).append((c, self.bit[t, c], tuple(values)))
+        return {t: tuple(ms) for t, ms in out.items()}
+
+    def body_price(self, state: tuple, shown: dict[str, set[str]], matches: dict[tuple[str, str], list[str]],
+                   annotated: set[tuple[str, str]]) -> int:
+        """Tokens of a table's body pieces under a selection, remembered by the state they depend
+        on (table, bits of its shown and annotated columns, which of its foreign keys show, the
+        matched values of its shown columns): questions on one database revisit the same states."""
+        if state not in self._body_prices:
+            if len(self._body_prices) >= MAX_BODY_STATES:
+                self._body_prices.clear()
+            table = self.tables[state[0]]
+            self._body_prices[state] = self.price(self.renderer.body(table, shown, matches, annotated))
+        return self._body_prices[state]
+
+    def price(self, pieces: list[str]) -> int:
+        """Tokens of the text joined from `pieces`: the sum of each piece's count (cached)."""
+        new = [p for p in dict.fromkeys(pieces) if p not in self._prices]
+        if new:
+            self._prices.update(zip(new, self.count(new)))
+        return sum(self._prices[p] for p in pieces)
+
+    def _whole_price(self, matches: dict[tuple[str, str], list[str]]) -> int:
+        """Tokens of the whole schema with these matched values: the whole schema's price without
+        matches, re-priced in the tables that hold matched columns."""
+        if self._whole is None:
+            self._whole = self._everything({})
+        b = self._whole.copy()
+        b.matches, b._matched = matches, self.matched_by_table(matches)
+        b._stale.update(t for t, _ in matches)
+        return b.cost
+
+    def _everything(self, matches: dict[tuple[str, str], list[str]]) -> _Builder:
+        b = _Builder(self, matches)
         for t in self.schema.tables:
-            texts["head"][t.name] = f"CREATE TABLE {ident(t.name)} (\n);\n\n" if ddl else f"{ident(t.name)}()\n"
+            b.add_table(t.name)
             for c in t.columns:
-                key = (t.name, c.name)
-                texts["column"][key] = f"  {r.definition[key]},\n" if ddl else r.definition[key] + ", "
-                comment = r.comment(key, []) if ddl else ""
-                texts["samples"][key] = f" -- {comment}" if comment else ""
-        for table, fks in r.fks.items():
-            for col, ref_t, ref_c in fks:
-                texts["fk"][(table, col)] = f"  {r.fk_text(col, ref_t, ref_c)},\n" if ddl else r.fk_text(col, ref_t, ref_c)
-        flat = [text for part in texts.values() for text in part.values()]
-        counts = iter(self.count(flat) if flat else [])
-        return _Costs(**{name: {k: next(counts) for k in part} for name, part in texts.items()})
+                b.annotate(t.name, c.name)
+        b.cost  # noqa: B018 -- prices every table now
+        return b
 
     def fk_path(self, table: str, kept: set[str]) -> list[str]:
         """Shortest FK path from a kept table to `table` (just [table] when adjacent or unreachable)."""
@@ -252,21 +335,13 @@ class SchemaLinker:
         }
         return table_scores, col_scores
 
-    def match_costs(self, matches: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], int]:
-        """Extra tokens the matched values add to their columns."""
-        texts = {k: matched_text(self.fmt, v) + ("; " if self.fmt == "ddl" else "") for k, v in matches.items()}
-        missing = [t for t in texts.values() if t not in self._text_costs]
-        if missing:
-            self._text_costs.update(zip(missing, self.count(missing)))
-        return {k: self._text_costs[t] for k, t in texts.items()}
-
     # -- selection ------------------------------------------------------------------------
     def select(self, table_scores: dict[str, float], col_scores: dict[tuple[str, str], float],
-               match_cost: dict[tuple[str, str], int], budget: int) -> _Builder:
+               matches: dict[tuple[str, str], list[str]], budget: int) -> _Builder:
         """Steps 1-4 of the module docstring."""
         ranked = sorted(self.tables, key=lambda t: (-table_scores[t], self.position[t]))
         rank = {t: i for i, t in enumerate(ranked)}
-        b = _Builder(self, match_cost)
+        b = _Builder(self, matches)
         evidence = [(t, c.name) for t in ranked for c in self.tables[t].columns if col_scores[(t, c.name)] >= EVIDENCE]
         for t in (t for t in ranked if table_scores[t] > 0):
             b = self._try_core(b, t, [c for tt, c in evidence if tt == t], budget)
@@ -280,8 +355,10 @@ class SchemaLinker:
                 self._fill(b, t, budget)
         others = [(t, c.name) for t in sorted(b.shown, key=rank.__getitem__) for c in self.tables[t].columns]
         for t, c in evidence + others:
-            if c in b.shown.get(t, ()) and (t, c) not in b.annotated and b.cost + self.costs.samples[(t, c)] <= budget:
+            if c in b.shown.get(t, ()) and (t, c) not in b.annotated:
                 b.annotate(t, c)
+                if b.cost > budget:  # undo: samples change their own line only
+                    b.unannotate(t, c)
         return b
 
     def _try_core(self, b: _Builder, table: str, evidence: list[str], budget: int) -> _Builder:
@@ -300,25 +377,23 @@ class SchemaLinker:
         for c in self.tables[table].columns:
             if c.name in b.shown[table]:
                 continue
-            before = b.cost
             b.add_column(table, c.name)
             if b.cost > budget:  # undo; a lone column has no dependants
-                b.shown[table].discard(c.name)
-                b.cost = before
+                b.remove_column(table, c.name)
 
     def link(self, question: str, budget: int | None) -> LinkResult:
         """Link `question`; prune the schema to `budget` tokens unless it fits (None = never)."""
         matches = self.matched_values(question)
-        match_cost = self.match_costs(matches)
-        full = self.base_tokens + sum(match_cost.values())
+        full = self._whole_price(matches)
         if budget is None or full <= budget:
-            text = self.renderer.render(None, matches)
-            return LinkResult(text, _freeze(full_selection(self.schema)), matches, False, full, full)
+            pieces = self.renderer.pieces(None, matches)
+            return LinkResult("".join(pieces), _freeze(full_selection(self.schema)), matches, False, full, full,
+                              tuple(pieces))
         table_scores, col_scores = self.score(question, matches)
-        b = self.select(table_scores, col_scores, match_cost, int(budget / self.scale))
+        b = self.select(table_scores, col_scores, matches, budget)
         shown_matches = {k: v for k, v in matches.items() if k[1] in b.shown.get(k[0], ())}
-        text = self.renderer.render(b.shown, shown_matches, b.annotated)
-        return LinkResult(text, _freeze(b.shown), shown_matches, True, round(b.cost * self.scale), full)
+        pieces = self.renderer.pieces(b.shown, shown_matches, b.annotated)
+        return LinkResult("".join(pieces), _freeze(b.shown), shown_matches, True, b.cost, full, tuple(pieces))
 
 
 def _freeze(selection: dict[str, set[str]]) -> dict[str, frozenset[str]]:

@@ -19,9 +19,10 @@ from pathlib import Path
 from sqltrain.io import atomic_write_json, file_sha256
 from sqltrain.linking.words import STOPWORDS, normalize_value, stem, words
 from sqltrain.spider.schema import Schema
+from sqltrain.stages import CACHES
 
-INDEX_VERSION = 1
-"""Bump when the cached content changes meaning."""
+INDEX_VERSION = CACHES["value-index"].version
+"""Bumped in the stage registry when the cached content changes meaning."""
 MAX_VALUE_CHARS = 64
 SAMPLE_CHARS = 40
 MAX_NGRAM = 8

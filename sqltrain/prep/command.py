@@ -10,8 +10,8 @@ def _prepare(args: argparse.Namespace) -> int:
     from sqltrain.prep.pipeline import run_prepare
 
     cfg = load_config(args.config, args.overrides)
-    out = run_prepare(cfg, force=args.force)
-    print(f"prepared data: {out} (manifest: {out / 'manifest.json'})")
+    result = run_prepare(cfg, force=args.force)
+    print(f"prepared data: {result.data_dir} (manifest: {result.manifest})")
     return 0
 
 

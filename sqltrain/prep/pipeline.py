@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,9 +36,8 @@ from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, check
 from sqltrain.linking.value_index import ensure_value_index
 from sqltrain.prep.records import alpaca_record
 from sqltrain.spider.benchmark import Example, SpiderBenchmark, SpiderFormatError
+from sqltrain.stages import code_digest, spec
 
-CODE = [Path(__file__).parent, Path(__file__).parents[1] / "linking", Path(__file__).parents[1] / "spider"]
-"""Packages whose source is part of the fingerprint: changed code re-prepares."""
 BATCH_SIZE = 128
 SHARD_SCHEMA = pa.schema([
     ("input_ids", pa.list_(pa.int32())),
@@ -50,6 +50,17 @@ SHARD_SCHEMA = pa.schema([
 STAT_FIELDS = ("pruned", "pruned_for_length", "schema_tokens", "full_schema_tokens",
                "gold_tables", "kept_tables", "gold_columns", "kept_columns")
 ALPACA_FIELDS = ("schema_text", "question", "sql", "explanation")
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    data_dir: Path
+    """{run_dir}/data: shards per split, Alpaca JSONL and the manifest."""
+    manifest: Path
+    fingerprint: str
+    """What the output is tied to (config sections, input files, code): see fingerprint()."""
+    reused: bool
+    """True when an up-to-date output was found and left untouched."""
 
 
 def log(msg: str) -> None:
@@ -82,15 +93,16 @@ def load_examples(bench: SpiderBenchmark, cfg: Config, split: str) -> list[Examp
 
 
 def fingerprint(cfg: Config, bench: SpiderBenchmark) -> str:
-    """Hash of what the output depends on: config sections, input files, the code that makes it."""
-    h = hashlib.sha256(json.dumps([__version__, cfg.content_hash("data", "linking", "prompt", "model")]).encode())
+    """Hash of what the output depends on: its config sections, input files and code (as the
+    stage registry declares them)."""
+    stage = spec("prepare")
+    h = hashlib.sha256(json.dumps([__version__, cfg.content_hash(*stage.sections), stage.version]).encode())
     inputs = [bench.root / "tables.json", *(f for s in splits_of(cfg) for f in bench.split_files(s)), *bench.sqlite_files]
     if cfg.data.exclude:
         inputs.append(Path(cfg.data.exclude))
     for path in inputs:
         h.update(f"{path.relative_to(bench.root) if path.is_relative_to(bench.root) else path}:{file_sha256(path)}".encode())
-    for path in sorted(p for package in CODE for p in package.glob("*.py")):
-        h.update(f"{path.parent.name}/{path.name}:{file_sha256(path)}".encode())
+    h.update(code_digest(stage.code).encode())
     return h.hexdigest()[:20]
 
 
@@ -281,8 +293,9 @@ def _check_kept(cfg: Config, split: str, stats: dict) -> None:
                           f"prompt.max_seq_len (now {cfg.prompt.max_seq_len}) or lower linking.token_budget")
 
 
-def run_prepare(cfg: Config, force: bool = False) -> Path:
-    """Prepare the train and eval splits into {run_dir}/data; returns that directory."""
+def run_prepare(cfg: Config, force: bool = False) -> PrepareResult:
+    """Prepare the train and eval splits into {run_dir}/data (reused when its fingerprint matches
+    and `force` is off)."""
     import ray
 
     from sqltrain.data import resolve_benchmark
@@ -295,7 +308,7 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
     fp = fingerprint(cfg, bench)
     if not force and _reusable(out, fp):
         log(f"{out} is up to date (fingerprint {fp}); reusing it")
-        return out
+        return PrepareResult(out, out / "manifest.json", fp, reused=True)
     check_prompt(cfg)
     from sqltrain.raycluster import check_shared, ensure_ray
 
@@ -328,4 +341,4 @@ def run_prepare(cfg: Config, force: bool = False) -> Path:
             log(f"{split}: {stats['examples']} examples, dropped {stats['dropped']}, linking {stats['linking']}")
         atomic_write_json(tmp / "manifest.json", manifest)
     log(f"wrote {out} in {time.time() - start:.1f}s")
-    return out
+    return PrepareResult(out, out / "manifest.json", fp, reused=False)

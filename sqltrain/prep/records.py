@@ -28,7 +28,8 @@ IGNORE_INDEX = -100
 MAX_FIT_ATTEMPTS = 4
 """Harder prunings tried before an example is dropped as too long."""
 FIT_SLACK = 8
-"""Extra tokens taken off the budget per attempt (the budget is met on a token estimate)."""
+"""Extra tokens taken off the budget per attempt (the budget prices the schema text alone; inside
+the rendered prompt its first and last tokens can merge with the template's)."""
 MAX_LINKERS = 256
 """Databases whose linker a process keeps (bounded memory on big benchmarks)."""
 

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
 def _compare(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from sqltrain.report.compare import CompareError, compare_markdown, regression_line, write_compare
+    from sqltrain.report.paired import CompareError, compare_markdown, regression_line, write_compare
 
     try:
         result = write_compare(args.eval_a, args.eval_b, args.out, labels=args.labels, sample=args.sample)

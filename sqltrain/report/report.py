@@ -9,49 +9,47 @@ Charts use matplotlib's object API (Figure + Agg canvas): no pyplot global state
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from sqltrain.evaluate.records import EvalSummary
 from sqltrain.io import atomic_dir, read_jsonl
-from sqltrain.report.compare import CompareError, compare, compare_markdown
+from sqltrain.report.paired import CompareError, compare, compare_markdown
 from sqltrain.spider.hardness import LEVELS
+from sqltrain.typed_json import RecordError
+
+if TYPE_CHECKING:
+    from sqltrain.config import Config
 
 REFERENCE_EVAL = "base"  # compared against every other evaluation when present
-TRAIN_LOSS_KEYS = ("loss", "train_loss")
-DEV_LOSS_KEYS = ("dev_loss", "eval_loss")
+LOSSES = {"train": "loss", "dev": "dev_loss"}
+"""Series plotted -> the metrics.jsonl field the training loop reports it as."""
 
 
 def load_train_metrics(path: Path) -> dict[str, list[tuple[float, float]]]:
     """(step, value) series of the training and dev loss from a metrics.jsonl."""
     series: dict[str, list[tuple[float, float]]] = {"train": [], "dev": []}
     for i, row in enumerate(read_jsonl(path)):
-        step = row.get("step", row.get("global_step"))
-        if step is None:
+        if "step" not in row:
             raise ValueError(f"{path}: line {i + 1}: missing field 'step'")
-        for name, keys in (("train", TRAIN_LOSS_KEYS), ("dev", DEV_LOSS_KEYS)):
-            value = next((row[k] for k in keys if row.get(k) is not None), None)
-            if value is not None:
-                series[name].append((float(step), float(value)))
+        for name, field in LOSSES.items():
+            if row.get(field) is not None:  # log rows carry the loss, evaluation rows the dev loss
+                series[name].append((float(row["step"]), float(row[field])))
     return series
 
 
-SUMMARY_FIELDS = ("n", "ex")
-
-
-def find_evals(run_dir: Path, missing: list[str] | None = None) -> dict[str, dict[str, Any]]:
+def find_evals(run_dir: Path, missing: list[str] | None = None) -> dict[str, EvalSummary]:
     """summary.json of every evaluation under run_dir/eval, the reference ("base") first;
     unreadable ones are left out and noted in `missing`."""
     found = {}
     for path in sorted((run_dir / "eval").glob("*/summary.json")):
         try:
-            summary = json.loads(path.read_text())
-            absent = [f for f in SUMMARY_FIELDS if f not in summary]
-            if absent:
-                raise ValueError(f"missing field '{absent[0]}'")
-        except ValueError as e:  # JSONDecodeError is a ValueError
+            summary = EvalSummary.read(path)
+        except RecordError as e:
             if missing is not None:
-                missing.append(f"`{path.relative_to(run_dir)}` is unreadable ({e}): left out")
+                problem = str(e).removeprefix(f"{path}: ")
+                missing.append(f"`{path.relative_to(run_dir)}` is unreadable ({problem}): left out")
             continue
         found[path.parent.name] = summary
     names = sorted(found, key=lambda n: (n != REFERENCE_EVAL, n))
@@ -92,12 +90,12 @@ def _grouped_bars(ax, groups: list[str], values: dict[str, list[float]], horizon
     ax.legend()
 
 
-def plot_ex_by_hardness(evals: dict[str, dict[str, Any]], path: Path) -> list[str]:
+def plot_ex_by_hardness(evals: dict[str, EvalSummary], path: Path) -> list[str]:
     """Grouped bars of EX per hardness level (and overall), one bar per evaluation."""
-    levels = [h for h in LEVELS if any(h in s.get("by_hardness", {}) for s in evals.values())]
+    levels = [h for h in LEVELS if any(h in s.by_hardness for s in evals.values())]
     groups = ["all"] + levels
     values = {
-        name: [100 * s["ex"]] + [100 * s.get("by_hardness", {}).get(h, {}).get("ex", 0.0) for h in levels]
+        name: [100 * s.ex] + [100 * s.by_hardness[h].ex if h in s.by_hardness else 0.0 for h in levels]
         for name, s in evals.items()
     }
     fig, ax = _figure()
@@ -109,23 +107,23 @@ def plot_ex_by_hardness(evals: dict[str, dict[str, Any]], path: Path) -> list[st
     return groups
 
 
-def error_kinds(evals: dict[str, dict[str, Any]]) -> list[str]:
+def error_kinds(evals: dict[str, EvalSummary]) -> list[str]:
     """Error types found in any evaluation, most frequent first."""
     totals: dict[str, int] = {}
     for s in evals.values():
-        for k, n in s.get("errors", {}).items():
+        for k, n in s.errors.items():
             totals[k] = totals.get(k, 0) + n
     return sorted((k for k, n in totals.items() if n), key=lambda k: (-totals[k], k))
 
 
-def plot_errors(evals: dict[str, dict[str, Any]], path: Path) -> list[str]:
+def plot_errors(evals: dict[str, EvalSummary], path: Path) -> list[str]:
     """Horizontal grouped bars of error-type counts, one bar per evaluation."""
     from matplotlib.ticker import MaxNLocator
 
     kinds = error_kinds(evals)
     if not kinds:
         return []
-    values = {name: [s.get("errors", {}).get(k, 0) for k in kinds] for name, s in evals.items()}
+    values = {name: [s.errors.get(k, 0) for k in kinds] for name, s in evals.items()}
     fig, ax = _figure(7.0, 1.2 + 0.45 * len(kinds) * max(1, len(evals)) ** 0.5)
     _grouped_bars(ax, kinds, values, horizontal=True)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -139,14 +137,14 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
-def _eval_table(evals: dict[str, dict[str, Any]], levels: list[str]) -> list[str]:
+def _eval_table(evals: dict[str, EvalSummary], levels: list[str]) -> list[str]:
     head = "| evaluation | n | EX | exact match | " + " | ".join(f"EX {h}" for h in levels[1:]) + " | seconds |"
     lines = [head, "|---" + "|---:" * (len(levels) + 3) + "|"]
     for name, s in evals.items():
-        by = s.get("by_hardness", {})
-        cells = [_pct(by[h]["ex"]) + f" ({by[h]['n']})" if h in by else "—" for h in levels[1:]]
-        seconds = f"{s['seconds']:.1f}" if isinstance(s.get("seconds"), (int, float)) else "—"
-        lines.append(f"| {name} | {s['n']} | {_pct(s['ex'])} | {_pct(s.get('exact_match'))} | "
+        by = s.by_hardness
+        cells = [_pct(by[h].ex) + f" ({by[h].n})" if h in by else "—" for h in levels[1:]]
+        seconds = f"{s.seconds:.1f}" if s.seconds is not None else "—"
+        lines.append(f"| {name} | {s.n} | {_pct(s.ex)} | {_pct(s.exact_match)} | "
                      + " | ".join(cells) + f" | {seconds} |")
     return lines
 
@@ -176,7 +174,7 @@ def _loss_section(run_dir: Path, out: Path, missing: list[str]) -> list[str]:
     return lines + [""]
 
 
-def _eval_section(run_dir: Path, evals: dict[str, dict[str, Any]], out: Path, missing: list[str]) -> list[str]:
+def _eval_section(run_dir: Path, evals: dict[str, EvalSummary], out: Path, missing: list[str]) -> list[str]:
     if not evals:
         missing.append("`eval/<name>/summary.json` (no evaluation yet): no accuracy tables or charts")
         return []
@@ -188,13 +186,13 @@ def _eval_section(run_dir: Path, evals: dict[str, dict[str, Any]], out: Path, mi
     kinds = plot_errors(evals, out / "errors.png")
     if kinds:
         lines += ["## Error types", "", "| error | " + " | ".join(evals) + " |", "|---" + "|---:" * len(evals) + "|"]
-        lines += [f"| {k} | " + " | ".join(str(s.get("errors", {}).get(k, 0)) for s in evals.values()) + " |"
+        lines += [f"| {k} | " + " | ".join(str(s.errors.get(k, 0)) for s in evals.values()) + " |"
                   for k in kinds]
         lines += ["", "![error types](errors.png)", ""]
     return lines
 
 
-def _compare_sections(run_dir: Path, evals: dict[str, dict[str, Any]], missing: list[str]) -> list[str]:
+def _compare_sections(run_dir: Path, evals: dict[str, EvalSummary], missing: list[str]) -> list[str]:
     if REFERENCE_EVAL not in evals:
         return []
     lines: list[str] = []
@@ -206,6 +204,17 @@ def _compare_sections(run_dir: Path, evals: dict[str, dict[str, Any]], missing: 
             continue
         lines += [compare_markdown(result, level=2), ""]
     return lines
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    report: Path
+    """{run_dir}/report/report.md (its PNGs beside it)."""
+
+
+def run_report(cfg: Config) -> ReportResult:
+    """The report stage: write_report on the config's run_dir."""
+    return ReportResult(write_report(cfg.run_dir))
 
 
 def write_report(run_dir: str | Path) -> Path:

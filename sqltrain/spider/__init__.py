@@ -1,1 +1,2 @@
-"""The Spider benchmark: loading, validation, schema model, hardness, mini benchmark."""
+"""The Spider benchmark: loading, validation, schema model, hardness (the embedded mini benchmark
+lives beside it, in sqltrain.minibench)."""

@@ -24,7 +24,7 @@ def register(subparsers) -> None:
     m.set_defaults(func=_mini)
 
 
-def summarize(bench, exclude=None) -> dict:
+def summarize_benchmark(bench, exclude=None) -> dict:
     """Counts per split, databases and hardness levels of a benchmark."""
     summary: dict = {"root": str(bench.root), "dbs_in_tables_json": len(bench.schemas),
                      "sqlite_files": len(bench.sqlite_files), "splits": {}}
@@ -76,7 +76,7 @@ def _check(args: argparse.Namespace) -> int:
     from sqltrain.spider.benchmark import SpiderBenchmark
 
     bench = SpiderBenchmark(benchmark_root(args.spider_dir), on_error="skip" if args.skip_invalid else "raise")
-    summary = summarize(bench, exclude=args.exclude)
+    summary = summarize_benchmark(bench, exclude=args.exclude)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -85,7 +85,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _mini(args: argparse.Namespace) -> int:
-    from sqltrain.spider.mini import write_mini_benchmark
+    from sqltrain.minibench.build import write_mini_benchmark
 
     path = write_mini_benchmark(args.dir)
     print(f"mini benchmark written to {path}")

@@ -19,14 +19,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", required=True, help="experiment YAML (see configs/)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. train.lr=1e-4 deepspeed.stage=3")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=_train)
 
 
-def handle(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace) -> int:
     from sqltrain.config import load_config
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
-    result = run_training(load_config(args.config, args.overrides))
+    result = run_train(load_config(args.config, args.overrides))
     m, e = result.metrics, result.exported
     print(f"trained {result.steps} steps: loss {m['loss']:.4f}, dev loss {m['dev_loss']:.4f}, "
           f"{result.skipped_steps} step(s) skipped for non-finite gradients")

@@ -1,6 +1,6 @@
 """The training driver: check the config, plan the steps, run a Ray Train TorchTrainer.
 
-`run_training(cfg)` is the one entry point: the CLI verb calls it, and Ray Tune calls it from a
+`run_train(cfg)` is the one entry point: the CLI verb calls it, and Ray Tune calls it from a
 trial (Tuner -> driver function -> TorchTrainer; pass Tune's report callback in `callbacks`).
 Everything that can be checked without workers is checked first, so a bad config fails in
 seconds with a message naming the field, not minutes later inside a worker.
@@ -11,7 +11,7 @@ adapter, a PEFT dir: the best checkpoint by dev loss unless train.export=last), 
 
 A run that diverges (train.max_skipped_steps non-finite steps in a row, or a non-finite dev
 loss) stops early; its best finite checkpoint is still exported, marked as coming from a
-diverged run (generation refuses it), and run_training raises TrainingDiverged.
+diverged run (generation refuses it), and run_train raises TrainingDiverged.
 """
 
 from __future__ import annotations
@@ -25,14 +25,16 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from sqltrain.stages import spec
 from sqltrain.train import faults
 from sqltrain.train.data import SplitInfo, inspect_split, read_split
 
 from ray.train import UserCallback
 
 RUN_NAME = "checkpoints"
-# Sections whose change makes old checkpoints meaningless to resume from.
-RESUME_SECTIONS = ("model", "lora", "quantization", "deepspeed", "train", "prompt")
+RESUME_SECTIONS = spec("train").sections
+"""Sections whose change makes old checkpoints meaningless to resume from (the shards' own
+fingerprint covers the rest): train's sections in the stage registry."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -278,7 +280,7 @@ def pick_export(cfg: Config, result) -> tuple[Any, dict[str, Any]]:
     return result.checkpoint, (latest[0][1] if latest else dict(result.metrics or {}))
 
 
-def run_training(cfg: Config, callbacks: list | None = None) -> TrainResult:
+def run_train(cfg: Config, callbacks: list | None = None) -> TrainResult:
     """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are.
     Raises TrainingDiverged (after exporting the best finite checkpoint) when the run diverged."""
     from sqltrain.model.loading import with_absolute_paths

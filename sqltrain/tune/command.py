@@ -22,31 +22,31 @@ def register(subparsers) -> None:
     )
     p.add_argument("--config", required=True, help="experiment YAML with a tune section (see configs/tune-*.yaml)")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. tune.num_samples=8 tune.scheduler=fifo")
-    p.set_defaults(func=handle)
+    p.set_defaults(func=_tune)
 
 
-def _print_summary(summary: dict, results_path) -> None:
-    metric = summary["metric"]
+def _print_summary(summary, results_path) -> None:
+    metric = summary.metric
     print(f"\n{'trial':<14}{metric:>12}{'step':>7}  {'status':<14}values")
-    for t in summary["trials"]:
+    for t in summary.trials:
         value = "-" if t["metric"] is None else f"{t['metric']:.4f}"
         values = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in t["config"].items())
         print(f"{t['trial_id']:<14}{value:>12}{t['step'] or '-':>7}  {t['status']:<14}{values}")
-    best = summary["best"]
+    best = summary.best
     if best is not None:
-        print(f"\nbest: {best['trial_id']} {metric}={best['metric']:.4f} ({summary['mode']})")
+        print(f"\nbest: {best['trial_id']} {metric}={best['metric']:.4f} ({summary.mode})")
         print(f"adapter: {best['adapter_dir']}")
     print(f"results: {results_path}")
 
 
-def handle(args: argparse.Namespace) -> int:
+def _tune(args: argparse.Namespace) -> int:
     from sqltrain.config import load_config
     from sqltrain.tune.tuner import run_tune, tune_dir
 
     cfg = load_config(args.config, args.overrides)
     summary = run_tune(cfg)
     _print_summary(summary, tune_dir(cfg) / "results.json")
-    if summary["best"] is None:
+    if summary.best is None:
         print("sqltrain tune: no trial completed (see the errors above and in results.json)", file=sys.stderr)
         return 1
     return 0

@@ -20,15 +20,17 @@ from typing import Any
 from pydantic import BaseModel
 
 from sqltrain.config import Config, ConfigError, apply_override, config_from_dict
+from sqltrain.stages import tunable_sections
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "randint")
 """choice: [v, ...]; uniform / loguniform: [low, high] floats; randint: [low, high) integers
 (high excluded, as in ray.tune.randint)."""
 
-TUNABLE_SECTIONS = ("train", "lora", "quantization", "deepspeed")
-"""Sections a trial may change. All trials share the base run's prepared shards, so keys that
-change them (data, linking, prompt, model: the tokenizer) cannot vary per trial; generate,
-evaluate, tune and cluster do not affect training at all."""
+TUNABLE_SECTIONS = tunable_sections()
+"""Sections a trial may change (from the stage registry: train's own sections). All trials
+share the base run's prepared shards, so keys that change them (data, linking, prompt, model:
+the tokenizer) cannot vary per trial; generate, evaluate, tune and cluster do not affect
+training at all."""
 
 DRIVER_CPUS = 0.25
 """CPU each trial's driver process (Tune trial -> TorchTrainer controller) asks for. It only

@@ -2,7 +2,7 @@
 
 Each Tune trial runs `run_trial`, a plain driver function: it applies the sampled values to the
 base config, gives the trial its own run_dir ({run_dir}/tune/<trial_id>, whose data/ links to the
-base run's prepared shards) and calls the training driver `run_training`, which builds and fits
+base run's prepared shards) and calls the training driver `run_train`, which builds and fits
 the trial's TorchTrainer. Dev-loss reports flow from the Train run to Tune as they happen (so
 ASHA can stop a trial early); the trial ends with one report carrying the final metric and the
 adapter path. The Tuner never wraps a trainer directly (the Ray Train V2 composition).
@@ -16,14 +16,14 @@ the best trial.
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Any
 
-from ray.tune.integration.ray_train import TuneReportCallback
+from ray.train import UserCallback
 
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json
+from sqltrain.typed_json import JsonRecord
 from sqltrain.tune.search import (
     DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space, with_values,
 )
@@ -33,17 +33,23 @@ def tune_dir(cfg: Config) -> Path:
     return Path(cfg.run_dir) / "tune"
 
 
-class DevReports(TuneReportCallback):
+class DevReports(UserCallback):
     """Forwards to Tune only the Train reports that carry the tuned metric (the dev loss is
-    computed at eval steps; log-only reports lack it, and Tune rejects results without it)."""
+    computed at eval steps; log-only reports lack it, and Tune rejects results without it).
+
+    A Ray Train callback (the public `UserCallback` hook) that hands the reports it keeps to
+    Ray's own Train-to-Tune forwarder, `TuneReportCallback`, as Ray documents it; made inside
+    the trial, where Tune's session is."""
 
     def __init__(self, metric: str):
-        super().__init__()
+        from ray.tune.integration.ray_train import TuneReportCallback
+
         self.metric = metric
+        self.forward = TuneReportCallback()
 
     def after_report(self, run_context, metrics, checkpoint) -> None:
         if self.metric in metrics[0]:
-            super().after_report(run_context, metrics, checkpoint)
+            self.forward.after_report(run_context, metrics, checkpoint)
 
 
 def trial_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: str) -> Config:
@@ -65,12 +71,12 @@ def run_trial(sampled: dict[str, Any], base: dict[str, Any]) -> None:
     """One Tune trial (runs in a Tune actor): train with the sampled values, report the result."""
     import ray.tune
 
-    from sqltrain.train.driver import run_training
+    from sqltrain.train.driver import run_train
 
     cfg = trial_config(base, sampled, ray.tune.get_context().get_trial_id())
     _share_data(base["run_dir"], cfg.run_dir)
     metric = cfg.tune.metric
-    result = run_training(cfg, callbacks=[DevReports(metric)])
+    result = run_train(cfg, callbacks=[DevReports(metric)])
     if metric not in result.metrics:
         reported = ", ".join(sorted(result.metrics))
         raise ConfigError(f"tune.metric={metric!r} is not a training metric; the last report has: {reported}")
@@ -97,17 +103,30 @@ def build_tuner(cfg: Config, concurrency: int, params: list[Param]):
     )
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_EXCEPTION_LINE = re.compile(r"^[\w.]*(Error|Exception|Exit)\b")
-_TRIAL_ID = re.compile(r"[0-9a-f]{5}_\d{5}")  # Tune's trial ids: experiment hash _ trial number
+def error_line(error: BaseException) -> str:
+    """"<type>: <first line>" of what failed a trial, from the exception objects themselves:
+    Ray's task error gives way to its `cause`; a failed Train run (ray.train.WorkerGroupError)
+    adds its first failing worker's error. The whole error is in the trial's folder of the Tune
+    experiment."""
+    from ray.exceptions import RayTaskError
+    from ray.train import WorkerGroupError
+
+    while isinstance(error, RayTaskError) and error.cause is not None:
+        error = error.cause
+    line = _type_and_first_line(error)
+    if isinstance(error, WorkerGroupError) and error.worker_failures:
+        rank, failure = min(error.worker_failures.items(), key=lambda kv: kv[0])
+        while isinstance(failure, RayTaskError) and failure.cause is not None:
+            failure = failure.cause
+        line += f" rank {rank}: {_type_and_first_line(failure)}"
+    return line
 
 
-def _error_line(error: BaseException) -> str:
-    """The innermost exception line of a trial's (long, colored) Ray error; the whole error is in
-    the trial's folder of the Tune experiment."""
-    lines = [ln.strip() for ln in _ANSI.sub("", str(error)).splitlines() if ln.strip()]
-    named = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
-    return (named or lines or [type(error).__name__])[-1]
+def _type_and_first_line(error: BaseException) -> str:
+    kind = type(error)
+    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+    text = str(error).strip()
+    return f"{name}: {text.splitlines()[0]}" if text else name
 
 
 def _status(result, metric: str) -> str:
@@ -122,7 +141,7 @@ def _status(result, metric: str) -> str:
 def trial_record(result, cfg: Config) -> dict[str, Any]:
     """One trial of the ResultGrid as results.json lists it."""
     m = result.metrics or {}
-    trial_id = m.get("trial_id") or _TRIAL_ID.search(Path(result.path).name).group(0)
+    trial_id = m["trial_id"]  # Tune fills it in every result, even a trial's that never reported
     return {
         "trial_id": trial_id,
         "config": {k: (v.item() if hasattr(v, "item") else v) for k, v in (result.config or {}).items()},
@@ -132,11 +151,24 @@ def trial_record(result, cfg: Config) -> dict[str, Any]:
         "run_dir": f"{cfg.run_dir}/tune/{trial_id}",
         "adapter_dir": m.get("adapter_dir"),
         "checkpoint": m.get("best_checkpoint_dir") or m.get("checkpoint_path"),
-        "error": _error_line(result.error) if result.error else None,
+        "error": error_line(result.error) if result.error else None,
     }
 
 
-def summarize(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> dict[str, Any]:
+class TuneResult(JsonRecord):
+    """{run_dir}/tune/results.json."""
+
+    metric: str
+    mode: str
+    experiment_path: str
+    """Tune's own experiment folder (its per-trial result.json files)."""
+    best: dict[str, Any] | None
+    """The best completed trial (one with an adapter), None when no trial completed."""
+    trials: list[dict[str, Any]]
+    """Every trial (see trial_record): completed ones best first, then the others."""
+
+
+def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> TuneResult:
     """results.json: completed trials best first, then the others by their last metric; the best
     is the best completed trial (one with an adapter), None when no trial completed."""
     sign = 1 if cfg.tune.mode == "min" else -1
@@ -146,8 +178,8 @@ def summarize(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -
 
     ordered = sorted(trials, key=rank)
     best = ordered[0] if ordered and ordered[0]["status"] == "completed" else None
-    return {"metric": cfg.tune.metric, "mode": cfg.tune.mode, "experiment_path": experiment_path,
-            "best": best, "trials": ordered}
+    return TuneResult(metric=cfg.tune.metric, mode=cfg.tune.mode, experiment_path=experiment_path,
+                      best=best, trials=ordered)
 
 
 def _check_shards(cfg: Config) -> None:
@@ -158,9 +190,9 @@ def _check_shards(cfg: Config) -> None:
         inspect_split(cfg.run_dir, split)
 
 
-def run_tune(cfg: Config, log=print) -> dict[str, Any]:
+def run_tune(cfg: Config, log=print) -> TuneResult:
     """Search cfg.tune.search_space; write and return {run_dir}/tune/results.json's content
-    (its "best" is None when no trial completed)."""
+    (its best is None when no trial completed)."""
     import ray
 
     params = parse_search_space(cfg.tune.search_space, cfg)  # bad spaces fail before Ray starts
@@ -172,7 +204,7 @@ def run_tune(cfg: Config, log=print) -> dict[str, Any]:
     concurrency, why = max_concurrency(cfg, ray.cluster_resources())
     log(f"[sqltrain] tune: {cfg.tune.num_samples} trial(s), {cfg.tune.scheduler}, {why}")
     grid = build_tuner(cfg, concurrency, params).fit()
-    summary = summarize([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
-    atomic_write_json(tune_dir(cfg) / "results.json", summary)
-    log_tune(cfg, summary, tune_dir(cfg) / "results.json")
+    summary = summarize_trials([trial_record(r, cfg) for r in grid], cfg, grid.experiment_path)
+    atomic_write_json(tune_dir(cfg) / "results.json", summary.to_json())
+    log_tune(cfg, summary.to_json(), tune_dir(cfg) / "results.json")
     return summary

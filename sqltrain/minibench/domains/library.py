@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sqltrain.spider.mini_data import words as W
-from sqltrain.spider.mini_data.model import Bridge, Col, Domain, Entity, Link, TableSpec, Template
+from sqltrain.minibench import words as W
+from sqltrain.minibench.model import Bridge, Col, Domain, Entity, Link, TableSpec, Template
 
 GENRES = ("Fiction", "Mystery", "Science Fiction", "Fantasy", "Biography", "History", "Poetry", "Romance")
 NATIONS = ("American", "British", "French", "German", "Japanese", "Italian", "Canadian", "Irish")

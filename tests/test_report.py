@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sqltrain.io import atomic_write_json, atomic_write_jsonl
-from sqltrain.report.compare import CompareError, compare, mcnemar_p, write_compare
+from sqltrain.report.paired import CompareError, compare, mcnemar_p, write_compare
 from sqltrain.report.report import write_report
 
 # index: hardness, (A correct, A exact, A error), (B correct, B exact, B error)
@@ -203,7 +203,7 @@ def test_report_cli(run_dir: Path, tmp_path: Path) -> None:
 def test_a_worse_fine_tuned_model_is_said_loudly(run_dir: Path, tmp_path: Path, capsys) -> None:
     from sqltrain.cli import main
     from sqltrain.pipeline import _warn_if_worse
-    from sqltrain.report.compare import regression_line
+    from sqltrain.report.paired import regression_line
 
     better = compare(run_dir / "eval" / "base", run_dir / "eval" / "finetuned")
     assert regression_line(better) is None

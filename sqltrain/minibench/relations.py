@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from sqltrain.spider.mini_data.model import Bridge, Domain, Link, Template, article, plural
-from sqltrain.spider.mini_data.patterns import View, fills
+from sqltrain.minibench.model import Bridge, Domain, Link, Template, article, plural
+from sqltrain.minibench.patterns import View, fills
 
 
 def link_templates(d: Domain, link: Link) -> Iterator[Template]:

@@ -8,41 +8,43 @@ McNemar's exact test on the discordant pairs (fixed vs broken), not two separate
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
+from dataclasses import dataclass
 from math import comb
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqltrain.evaluate.metrics import scores
-from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_text, check_replaceable, read_jsonl
+from sqltrain.evaluate.records import EvalRecord, read_records
+from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_text, check_replaceable
 from sqltrain.spider.hardness import LEVELS
+from sqltrain.typed_json import RecordError
 
-RECORD_FIELDS = ("index", "correct", "exact_match")
+if TYPE_CHECKING:
+    from sqltrain.config import Config
 
 
 class CompareError(ValueError):
     """The evaluation dirs cannot be compared; the message names the file and field."""
 
 
-def load_records(eval_dir: str | Path) -> dict[int, dict[str, Any]]:
+def load_records(eval_dir: str | Path) -> dict[int, EvalRecord]:
     """records.jsonl of an evaluation dir keyed by example index, validated."""
     path = Path(eval_dir) / "records.jsonl"
     if not path.exists():
         raise CompareError(f"{path}: missing (is {eval_dir} an evaluation dir?)")
     try:
-        rows = read_jsonl(path)
-    except json.JSONDecodeError as e:
-        raise CompareError(f"{path}: malformed JSON line: {e}") from None
-    out: dict[int, dict[str, Any]] = {}
-    for i, rec in enumerate(rows):
-        for field in RECORD_FIELDS:
-            if field not in rec:
-                raise CompareError(f"{path}: record {i}: missing field '{field}'")
-        if rec["index"] in out:
-            raise CompareError(f"{path}: record {i}: duplicate index {rec['index']}")
-        out[rec["index"]] = rec
+        records = read_records(path)
+    except RecordError as e:
+        raise CompareError(str(e)) from None
+    out: dict[int, EvalRecord] = {}
+    for i, rec in enumerate(records):
+        if rec.index is None:  # what pairs the two sides
+            raise CompareError(f"{path}: record {i}: missing field 'index'")
+        if rec.index in out:
+            raise CompareError(f"{path}: record {i}: duplicate index {rec.index}")
+        out[rec.index] = rec
     return out
 
 
@@ -55,56 +57,56 @@ def mcnemar_p(fixed: int, broken: int) -> float:
     return min(1.0, 2 * tail / 2**n)
 
 
-def _side_by_side(a: list[dict], b: list[dict]) -> dict[str, Any]:
+def _side_by_side(a: list[EvalRecord], b: list[EvalRecord]) -> dict[str, Any]:
     sa, sb = scores(a), scores(b)
     return {
-        "n": sa["n"],
-        "ex_a": sa["ex"], "ex_b": sb["ex"], "ex_delta": sb["ex"] - sa["ex"],
-        "exact_match_a": sa["exact_match"], "exact_match_b": sb["exact_match"],
-        "exact_match_delta": sb["exact_match"] - sa["exact_match"],
+        "n": sa.n,
+        "ex_a": sa.ex, "ex_b": sb.ex, "ex_delta": sb.ex - sa.ex,
+        "exact_match_a": sa.exact_match, "exact_match_b": sb.exact_match,
+        "exact_match_delta": sb.exact_match - sa.exact_match,
     }
 
 
-def _check_same_split(ra: dict, rb: dict, shared: list[int], dir_a: Path, dir_b: Path) -> None:
+def _check_same_split(ra: dict[int, EvalRecord], rb: dict[int, EvalRecord], shared: list[int],
+                      dir_a: Path, dir_b: Path) -> None:
     if not shared:
         raise CompareError(f"{dir_a} and {dir_b} share no example index: not the same split")
     for i in shared:
-        ga, gb = ra[i].get("gold"), rb[i].get("gold")
+        ga, gb = ra[i].gold, rb[i].gold
         if ga is not None and gb is not None and ga != gb:
             raise CompareError(
                 f"{dir_a} and {dir_b}: example {i} has different gold SQL ({ga!r} vs {gb!r}): not the same split"
             )
 
 
-def _by_level(recs: list[dict]) -> dict[str, list[int]]:
+def _by_level(recs: list[EvalRecord]) -> dict[str, list[int]]:
     """Positions of the records per hardness level, levels in Spider's order."""
     groups: dict[str, list[int]] = {}
     for k, r in enumerate(recs):
-        groups.setdefault(r.get("hardness") or "unknown", []).append(k)
+        groups.setdefault(r.hardness, []).append(k)
     order = [h for h in LEVELS if h in groups] + sorted(set(groups) - set(LEVELS))
     return {h: groups[h] for h in order}
 
 
-def _example(ra: dict, rb: dict) -> dict[str, Any]:
+def _example(ra: EvalRecord, rb: EvalRecord) -> dict[str, Any]:
     return {
-        "index": ra["index"], "id": ra.get("id"), "db_id": ra.get("db_id"),
-        "hardness": ra.get("hardness"), "question": ra.get("question") or rb.get("question"),
-        "gold": ra.get("gold"), "pred_a": ra.get("pred"), "pred_b": rb.get("pred"),
-        "error_a": ra.get("error"), "error_b": rb.get("error"),
+        "index": ra.index, "id": ra.id, "db_id": ra.db_id,
+        "hardness": ra.hardness, "question": ra.question or rb.question,
+        "gold": ra.gold, "pred_a": ra.pred, "pred_b": rb.pred, "error_a": ra.error, "error_b": rb.error,
     }
 
 
 NO_ERROR = "no error"
 
 
-def _error_shifts(a: list[dict], b: list[dict]) -> dict[str, Any]:
-    ca = Counter(r.get("error") or NO_ERROR for r in a)
-    cb = Counter(r.get("error") or NO_ERROR for r in b)
+def _error_kind(r: EvalRecord) -> str:
+    return r.error or NO_ERROR
+
+
+def _error_shifts(a: list[EvalRecord], b: list[EvalRecord]) -> dict[str, Any]:
+    ca, cb = Counter(map(_error_kind, a)), Counter(map(_error_kind, b))
     kinds = sorted(set(ca) | set(cb), key=lambda k: (-(ca[k] + cb[k]), k))
-    moves = Counter(
-        f"{x.get('error') or NO_ERROR} -> {y.get('error') or NO_ERROR}"
-        for x, y in zip(a, b) if (x.get("error") or NO_ERROR) != (y.get("error") or NO_ERROR)
-    )
+    moves = Counter(f"{_error_kind(x)} -> {_error_kind(y)}" for x, y in zip(a, b) if _error_kind(x) != _error_kind(y))
     return {
         "counts": {k: {"a": ca[k], "b": cb[k], "delta": cb[k] - ca[k]} for k in kinds},
         "transitions": dict(moves.most_common()),
@@ -122,8 +124,8 @@ def compare(
     _check_same_split(ra, rb, shared, dir_a, dir_b)
     a, b = [ra[i] for i in shared], [rb[i] for i in shared]
     by_hardness = {h: _side_by_side([a[k] for k in ks], [b[k] for k in ks]) for h, ks in _by_level(a).items()}
-    fixed = [_example(x, y) for x, y in zip(a, b) if not x["correct"] and y["correct"]]
-    broken = [_example(x, y) for x, y in zip(a, b) if x["correct"] and not y["correct"]]
+    fixed = [_example(x, y) for x, y in zip(a, b) if not x.correct and y.correct]
+    broken = [_example(x, y) for x, y in zip(a, b) if x.correct and not y.correct]
     rng = random.Random(seed)
     pick = lambda xs: sorted(rng.sample(xs, min(sample, len(xs))), key=lambda e: e["index"])  # noqa: E731
     return {
@@ -136,8 +138,8 @@ def compare(
         "by_hardness": by_hardness,
         "fixed": len(fixed),
         "broken": len(broken),
-        "both_correct": sum(bool(x["correct"] and y["correct"]) for x, y in zip(a, b)),
-        "both_wrong": sum(bool(not x["correct"] and not y["correct"]) for x, y in zip(a, b)),
+        "both_correct": sum(x.correct and y.correct for x, y in zip(a, b)),
+        "both_wrong": sum(not x.correct and not y.correct for x, y in zip(a, b)),
         "mcnemar_p": mcnemar_p(len(fixed), len(broken)),
         "errors": _error_shifts(a, b),
         "samples": {"fixed": pick(fixed), "broken": pick(broken)},
@@ -229,3 +231,22 @@ def write_compare(
 def _earlier_compare(path: Path) -> bool:
     """A compare dir written before output markers existed: compare.json + compare.md only."""
     return {p.name for p in path.iterdir()} <= {"compare.json", "compare.md"}
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    out_dir: Path
+    """compare.json (the comparison) and compare.md."""
+    comparison: dict[str, Any]
+    """What compare.json holds: see compare()."""
+
+
+def run_compare(cfg: Config) -> CompareResult:
+    """The compare stage: the run's base vs fine-tuned evaluations, where the stage registry
+    puts them, into {run_dir}/compare."""
+    from sqltrain.stages import spec
+
+    run = Path(cfg.run_dir)
+    base, tuned = (run / spec(f"evaluate-{tag}").outputs[0] for tag in ("base", "finetuned"))
+    out = (run / spec("compare").outputs[0]).parent
+    return CompareResult(out, write_compare(base.parent, tuned.parent, out))

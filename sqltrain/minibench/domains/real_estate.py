@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sqltrain.spider.mini_data import words as W
-from sqltrain.spider.mini_data.model import Bridge, Col, Domain, Entity, Link, TableSpec, Template
+from sqltrain.minibench import words as W
+from sqltrain.minibench.model import Bridge, Col, Domain, Entity, Link, TableSpec, Template
 
 AGENCIES = ("Harbor Realty", "Keystone Homes", "Summit Properties", "Urban Nest", "Bluegate Estates")
 TOWNS = ("Ashford", "Brookfield", "Clearwater", "Dunmore", "Elmwood", "Foxhill", "Glenview")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from sqltrain.spider.mini_data.model import Domain, Entity, Template, article, plural
+from sqltrain.minibench.model import Domain, Entity, Template, article, plural
 
 AGG_WORDS = {"avg": ("average", "mean"), "max": ("maximum", "highest"), "min": ("minimum", "lowest"), "sum": ("total",)}
 

@@ -12,7 +12,6 @@ databases row for row.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -25,18 +24,21 @@ from sqlglot.tokens import Tokenizer, TokenType
 
 from sqltrain.io import OutputError, atomic_dir, build_once, check_replaceable
 from sqltrain.spider.hardness import LEVELS, hardness
-from sqltrain.spider.mini_data import DEV_DOMAINS, TRAIN_DOMAINS
-from sqltrain.spider.mini_data.fill import Instance, MiniGenerationError, instantiate, order_is_determined
-from sqltrain.spider.mini_data.model import Domain, natural_name
-from sqltrain.spider.mini_data.patterns import entity_templates
-from sqltrain.spider.mini_data.relations import bridge_templates, link_templates
+from sqltrain.stages import CACHES, code_digest
+from sqltrain.minibench.domains import DEV_DOMAINS, TRAIN_DOMAINS
+from sqltrain.minibench.fill import Instance, MiniGenerationError, instantiate, order_is_determined
+from sqltrain.minibench.model import Domain, natural_name
+from sqltrain.minibench.patterns import entity_templates
+from sqltrain.minibench.relations import bridge_templates, link_templates
 
-VERSION = 1
-"""Bump when the generated content changes on purpose (names the cache folder)."""
+VERSION = CACHES["mini-benchmark"].version
+"""Bumped in the stage registry when the generated content changes on purpose (names the cache folder)."""
 QUESTIONS_PER_DB = {"train": 100, "dev": 40}
 MIX = {"easy": 0.25, "medium": 0.40, "hard": 0.18, "extra": 0.17}
 """Share of each Spider hardness level per database (roughly Spider's own dev mix)."""
-SPLIT_FILES = {"train": ("train_spider.json", "train_gold.sql"), "dev": ("dev.json", "dev_gold.sql")}
+WRITTEN_SPLITS = {"train": ("train_spider.json", "train_gold.sql"), "dev": ("dev.json", "dev_gold.sql")}
+"""split -> (examples JSON, gold SQL) files this generator writes (spider.benchmark.SPLIT_FILES lists
+what a reader accepts)."""
 _STAMP = ".mini_source"
 _TOKENIZER = Tokenizer()
 
@@ -72,7 +74,7 @@ def _generate(tmp: Path) -> None:
             db = tmp / "database" / domain.db_id / f"{domain.db_id}.sqlite"
             splits[split] += database_examples(domain, db, QUESTIONS_PER_DB[split])
     _write_json(tmp / "tables.json", entries)
-    for split, (json_name, gold_name) in SPLIT_FILES.items():
+    for split, (json_name, gold_name) in WRITTEN_SPLITS.items():
         _write_json(tmp / json_name, splits[split])
         (tmp / gold_name).write_text("".join(f"{r['query']}\t{r['db_id']}\n" for r in splits[split]), encoding="utf-8")
     (tmp / _STAMP).write_text(source_digest() + "\n", encoding="utf-8")
@@ -200,20 +202,14 @@ def tables_entry(domain: Domain) -> dict:
 
 def source_digest() -> str:
     """Hash of the generator's code: a cached copy made by other code is rebuilt."""
-    here = Path(__file__).parent
-    files = [Path(__file__), here / "hardness.py", here / "sqlparts.py", *sorted((here / "mini_data").glob("*.py"))]
-    h = hashlib.sha256()
-    for f in files:
-        if f.exists():
-            h.update(f.name.encode() + b"\0" + f.read_bytes())
-    return f"v{VERSION}-{h.hexdigest()[:16]}"
+    return f"v{VERSION}-{code_digest(CACHES['mini-benchmark'].code)[:16]}"
 
 
 def _complete(path: Path) -> bool:
     stamp = path / _STAMP
     if not stamp.exists() or stamp.read_text(encoding="utf-8").strip() != source_digest():
         return False
-    needed = [path / n for names in SPLIT_FILES.values() for n in names] + [path / "tables.json"]
+    needed = [path / n for names in WRITTEN_SPLITS.values() for n in names] + [path / "tables.json"]
     if not all(p.exists() for p in needed):
         return False
     dbs = [e["db_id"] for e in json.loads((path / "tables.json").read_text(encoding="utf-8"))]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import random
 
-from sqltrain.spider.mini_data import words as W
-from sqltrain.spider.mini_data.model import Col, Domain, Entity, Link, TableSpec, Template
+from sqltrain.minibench import words as W
+from sqltrain.minibench.model import Col, Domain, Entity, Link, TableSpec, Template
 
 MASCOTS = ("Lions", "Eagles", "Wolves", "Falcons", "Bears", "Sharks", "Rangers", "Rovers", "United", "Tigers", "Comets")
 POSITIONS = (("Goalkeeper", 2), ("Defender", 6), ("Midfielder", 6), ("Forward", 4))

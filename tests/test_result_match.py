@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sqltrain.evaluate.compare import (
+from sqltrain.evaluate.result_match import (
     FLOAT_DIGITS,
     canonical_value,
     has_top_level_order_by,

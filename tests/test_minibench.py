@@ -16,11 +16,11 @@ import sqlglot
 from sqlglot import exp
 
 from sqltrain.io import OUTPUT_MARKER
-from sqltrain.spider import mini
+from sqltrain.minibench import build as mini
 from sqltrain.spider.benchmark import SpiderBenchmark
 from sqltrain.spider.hardness import LEVELS, hardness
-from sqltrain.spider.mini_data.fill import MiniGenerationError, instantiate, order_is_determined
-from sqltrain.spider.mini_data.model import Template, natural_name
+from sqltrain.minibench.fill import MiniGenerationError, instantiate, order_is_determined
+from sqltrain.minibench.model import Template, natural_name
 
 REPO = Path(__file__).resolve().parents[1]
 JSON_FILES = ("tables.json", "train_spider.json", "dev.json")
@@ -163,7 +163,7 @@ def test_generation_is_deterministic_across_processes(mini_dir, tmp_path):
     """Another process with another hash seed writes byte-identical JSON and identical tables."""
     other = tmp_path / "again"
     env = dict(os.environ, PYTHONHASHSEED="12345", PYTHONPATH=str(REPO))
-    code = f"from sqltrain.spider.mini import write_mini_benchmark; write_mini_benchmark({str(other)!r})"
+    code = f"from sqltrain.minibench.build import write_mini_benchmark; write_mini_benchmark({str(other)!r})"
     subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=REPO)
     for name in JSON_FILES + GOLD_FILES:
         assert (mini_dir / name).read_bytes() == (other / name).read_bytes(), name

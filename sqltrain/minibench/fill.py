@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-from sqltrain.spider.mini_data.model import SlotSource, Template
+from sqltrain.minibench.model import SlotSource, Template
 
 
 class MiniGenerationError(RuntimeError):
