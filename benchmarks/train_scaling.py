@@ -120,7 +120,7 @@ def data_for(args, run: Run, cfg_file, overrides, work: Path) -> Path:
             return Path(args.spider_data).absolute()
         from sqltrain.prep.pipeline import run_prepare
 
-        return run_prepare(load_config(cfg_file, [*overrides, f"run_dir={work / 'qwen-data'}"]))
+        return run_prepare(load_config(cfg_file, [*overrides, f"run_dir={work / 'qwen-data'}"])).data_dir
     rows_dir = work / f"rows-{run.model}-{args.seq}"
     if not rows_dir.exists():
         from train_throughput import write_shards
