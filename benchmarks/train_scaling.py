@@ -12,6 +12,7 @@ Models (--models, comma-separated):
 For every model x workers x ZeRO stage x compile setting one training run of --warmup + --steps
 optimizer steps, each reported (train.log_every=1). Per run:
   tokens_per_s  non-pad tokens of all workers over the timed steps / their wall time
+  median_step_tokens_per_s  the median timed step's tokens/s (steady state, without recompiles)
   step_time_s   median wall time of one timed optimizer step
   efficiency    tokens_per_s(N) / (N x tokens_per_s(1)), same model, stage and compile setting
 Runs are weak scaling: each worker keeps its micro batch, so the global batch grows with N.
@@ -179,7 +180,10 @@ def window_figures(metrics: list[dict], warmup: int) -> dict:
             seconds.append(step_tokens / r["tokens_per_s"])
     if not seconds:
         return {"error": f"no timed steps (warm-up {warmup} of {len(metrics)})"}
+    # Both: the mean carries the recompiles that new sequence lengths cause during the timed
+    # steps (real Spider batches), the median step is the steady state a long run approaches.
     return {"tokens_per_s": sum(tokens) / sum(seconds), "step_time_s": statistics.median(seconds),
+            "median_step_tokens_per_s": statistics.median(t / s for t, s in zip(tokens, seconds)),
             "steps_timed": len(seconds), "losses": [r["loss"] for r in metrics],
             "max_mem_gb": metrics[-1].get("max_mem_gb"), "skipped_steps": metrics[-1].get("skipped_steps", 0)}
 

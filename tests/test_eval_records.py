@@ -35,8 +35,9 @@ def test_committed_evaluations_read_and_reserialise_unchanged(eval_dir: Path):
 
 
 @pytest.mark.parametrize("run, a, b, out", [
-    ("qwen2.5-coder-0.5b-spider", "base-1026", "finetuned-1026", "compare"),
-    ("qwen2.5-coder-0.5b-spider", "base-1034", "finetuned-1034", "compare-1034"),
+    ("qwen2.5-coder-0.5b-spider", "base", "finetuned", "compare"),
+    ("qwen2.5-coder-0.5b-spider-27c23d1", "base-1026", "finetuned-1026", "compare"),
+    ("qwen2.5-coder-0.5b-spider-27c23d1", "base-1034", "finetuned-1034", "compare-1034"),
     ("qwen2.5-coder-0.5b-spider-seed2", "base-1026", "finetuned-1026", "compare"),
 ])
 def test_the_paired_comparison_reproduces_the_committed_one(run: str, a: str, b: str, out: str):
@@ -51,7 +52,7 @@ def test_scoring_the_committed_predictions_again_writes_the_same_records(spider_
     from sqltrain.config import EvaluateConfig
     from sqltrain.evaluate.runner import evaluate_file
 
-    run = RESULTS / "qwen2.5-coder-0.5b-spider"
+    run = RESULTS / "qwen2.5-coder-0.5b-spider-27c23d1"
     summary = evaluate_file(spider_dir, "dev", run / "predictions" / "finetuned.jsonl", tmp_path / "e", EvaluateConfig(),
                            exclude=spider_dir / "database" / "KNOWN_GAPS.tsv", progress=False)
     committed = run / "eval" / "finetuned-1026"

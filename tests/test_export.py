@@ -126,6 +126,7 @@ def logits(model, tok, texts: list[str]) -> torch.Tensor:
 # --- merged ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_merged_logits_equal_base_plus_adapter(adapter, merged, cfg, prompts):
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -151,6 +152,7 @@ def test_merged_logits_equal_base_plus_adapter(adapter, merged, cfg, prompts):
     assert json.loads((merged / "sqltrain_export.json").read_text())["prompt"]["system"] == cfg.prompt.system
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_merged_tokenizer_renders_the_training_prompt(merged, cfg):
     from transformers import AutoTokenizer
 
@@ -177,6 +179,7 @@ def gguf_f16(merged, cfg, tmp_path_factory) -> Path:
     return dest
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_gguf_reads_back_and_writes_the_same_greedy_sql(gguf_f16, merged, prompts):
     from transformers import AutoTokenizer
 
@@ -190,6 +193,7 @@ def test_gguf_reads_back_and_writes_the_same_greedy_sql(gguf_f16, merged, prompt
     assert got == want
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_llama_cpp_runs_the_gguf_like_transformers_runs_the_merged_model(gguf_f16, merged, prompts):
     """llama.cpp itself (llama-cpp-python; not in `.[dev]`: a long C++ build) loads the file,
     tokenizes the prompts as the training tokenizer does and decodes the same greedy SQL."""
@@ -207,6 +211,7 @@ def test_llama_cpp_runs_the_gguf_like_transformers_runs_the_merged_model(gguf_f1
     assert got == greedy_sql(load_fp32(merged), tok, prompts)
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_gguf_metadata_is_what_llama_cpp_reads(gguf_f16, merged):
     from gguf import GGUFReader
 
@@ -224,6 +229,7 @@ def test_gguf_metadata_is_what_llama_cpp_reads(gguf_f16, merged):
     assert len(types) == len(source.tensors)
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_gguf_tokenizer_from_hugging_face_files_matches_llama_cpp(merged, tmp_path):
     """Without a source GGUF the tokenizer is built from tokenizer.json; on SmolLM2 it equals what
     llama.cpp's converter wrote (except the pre-tokenizer name, which only llama.cpp's table knows)."""
@@ -257,6 +263,7 @@ def modelfile_block(text: str, command: str) -> str:
     return re.search(rf'^{command} """(.*?)"""$', text, re.M | re.S).group(1)
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_ollama_modelfile_renders_the_training_prompt(ollama_dir, cfg, prompts):
     from sqltrain.data import resolve_benchmark
     from sqltrain.model.loading import load_tokenizer
@@ -280,6 +287,7 @@ def test_ollama_modelfile_renders_the_training_prompt(ollama_dir, cfg, prompts):
         assert template.replace("{{ .System }}", system).replace("{{ .Prompt }}", user) == prompt
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_ollama_q8_0_gguf_is_half_the_size_and_nearly_the_same_model(ollama_dir, gguf_f16, merged, prompts):
     from transformers import AutoTokenizer
 
@@ -375,6 +383,7 @@ def test_quant_is_refused_for_merged(tmp_path, capsys):
     assert code == 2 and "--quant applies to --format gguf and ollama" in err
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_qwen2_gguf_reads_back_with_biases_and_an_untied_head(model_cache, tmp_path):
     """The qwen2 family (the GPU recipe's Qwen2.5-Coder): attention biases, no q/k permutation,
     an untied lm_head as output.weight, and the tokenizer built from Hugging Face files."""
@@ -402,6 +411,7 @@ def test_qwen2_gguf_reads_back_with_biases_and_an_untied_head(model_cache, tmp_p
     assert (got - want).abs().max() < 1e-3
 
 
+@pytest.mark.slow  # trains the module's adapter or converts a model: minutes on 2 CPU cores
 def test_export_is_readable_by_other_users(merged):
     import os
     import stat

@@ -33,6 +33,7 @@ def test_throughput_comes_from_per_step_windows_after_the_warmup():
     figures = train_scaling.window_figures(rows, warmup=1)
     assert figures["tokens_per_s"] == pytest.approx(600 / 4.0)  # (200 + 400) tokens in (2 + 2) s
     assert figures["step_time_s"] == pytest.approx(2.0) and figures["steps_timed"] == 2
+    assert figures["median_step_tokens_per_s"] == pytest.approx(150.0)  # median of 100 and 200
     assert "error" in train_scaling.window_figures(rows, warmup=3)
 
 
