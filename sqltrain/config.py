@@ -23,8 +23,9 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the key."""
 
 
-SPLITS = ("train", "dev", "test")
-"""Split names a Spider-layout benchmark can hold (sqltrain.spider.benchmark.SPLIT_FILES)."""
+SPLITS = ("train", "dev", "test", "validation")
+"""Split names a Spider-layout benchmark can hold (sqltrain.spider.benchmark.SPLIT_FILES), and
+"validation": the train examples on the databases that data.validation carves out of train."""
 
 
 class Section(BaseModel):
@@ -51,6 +52,19 @@ PathStr = Annotated[str, AfterValidator(_non_empty)]
 SplitName = Annotated[str, AfterValidator(_split_name)]
 
 
+class ValidationConfig(Section):
+    """A validation split carved out of train by whole databases (as Spider's dev is disjoint
+    from train): tuning and ablations score on it and never look at dev. A sub-section rather
+    than one number, so a different carve (`seed`) can be drawn without touching the size."""
+
+    fraction: float = Field(0.0, ge=0, le=0.5)
+    """Fraction of train_spider's databases held out (rounded, at least one when > 0); their
+    examples leave `train` and form the `validation` split. 0 = no validation split."""
+    seed: int = Field(0, ge=0)
+    """Salt of the sha256 of each db_id that ranks the databases: the same carve on every run
+    and machine (not Python's per-process `hash`)."""
+
+
 class DataConfig(Section):
     spider_dir: PathStr = MINI
     """Spider-layout directory, or "mini" for the embedded mini benchmark (generated on demand)."""
@@ -66,6 +80,18 @@ class DataConfig(Section):
     """Use at most this many examples per split (smoke runs); None = all."""
     num_shards: int = Field(2, ge=1)
     """Parquet shards written per split by `sqltrain prepare`."""
+    validation: ValidationConfig = Field(default_factory=ValidationConfig)
+    """Held-out databases of train (split "validation"); see ValidationConfig."""
+
+    @model_validator(mode="after")
+    def _validation_split(self) -> DataConfig:
+        if self.train_split == "validation":
+            raise ValueError("train_split=validation: the validation split is held out of training; "
+                             "train on train_split=train")
+        if self.eval_split == "validation" and self.validation.fraction == 0:
+            raise ValueError("eval_split=validation needs a validation split: set data.validation.fraction > 0 "
+                             "(e.g. 0.1)")
+        return self
 
 
 class LinkingConfig(Section):
@@ -222,6 +248,12 @@ class GenerateConfig(Section):
     """Nucleus sampling mass, in (0, 1]; used only when temperature > 0."""
     seed: int = 0
     """Seed of the sampling (vllm: per question, so answers do not depend on batching)."""
+    selection: Literal["greedy", "execution_vote"] = "greedy"
+    """Which candidate becomes the prediction's `sql`. greedy: the first one. execution_vote
+    (execution-guided self-consistency): every candidate runs in the evaluation sandbox on its
+    question's database (evaluate.timeout_s, evaluate.max_rows), failing ones are dropped and
+    the rest vote by result set; ties go to the higher sequence log-probability; when none
+    runs, the first candidate. Needs num_candidates >= 2 and temperature > 0."""
     tensor_parallel_size: int = 1
     """vllm: GPUs one replica shards the model over (one node), for models that do not fit
     one GPU; the cluster's GPUs are split into replicas of this many."""
@@ -262,6 +294,11 @@ class GenerateConfig(Section):
             raise ValueError(
                 f"num_candidates={self.num_candidates} needs sampling: set generate.temperature > 0 "
                 "(greedy decoding gives one answer)"
+            )
+        if self.selection == "execution_vote" and (self.num_candidates < 2 or self.temperature == 0):
+            raise ValueError(
+                f"selection=execution_vote votes among sampled candidates: set generate.num_candidates >= 2 "
+                f"(now {self.num_candidates}) and generate.temperature > 0 (now {self.temperature})"
             )
         return self
 

@@ -25,7 +25,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--spider-dir", help='Spider-layout dir, or "mini" for the embedded mini benchmark (default: data.spider_dir)'
     )
-    p.add_argument("--split", help="split the predictions index into (default: data.eval_split)")
+    p.add_argument("--split", help="split the predictions index into (default: data.eval_split); "
+                   "validation = the train databases data.validation holds out")
     p.add_argument(
         "--predictions", required=True,
         help="JSONL ({index, sql} per line) or text (one SQL per line, optionally TAB db_id)",
@@ -41,6 +42,7 @@ def register(subparsers) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from sqltrain.config import ConfigError, load_config
+    from sqltrain.data import validation_carve
     from sqltrain.evaluate.metrics import format_summary
     from sqltrain.evaluate.runner import evaluate_file
 
@@ -66,6 +68,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         address=cfg.cluster.address,
         progress=not args.no_progress,
         log=lambda msg: print(msg, file=sys.stderr),
+        validation=validation_carve(cfg.data),
     )
     print(format_summary(summary))
     print(f"wrote {out}/summary.json and {out}/records.jsonl")

@@ -29,6 +29,7 @@ from sqltrain.io import atomic_dir, check_replaceable
 
 if TYPE_CHECKING:
     from sqltrain.config import Config
+    from sqltrain.spider.validation import ValidationCarve
     from sqltrain.spider.benchmark import SpiderBenchmark
     from sqltrain.spider.schema import Schema
 
@@ -263,20 +264,23 @@ def evaluate_file(
     address: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    validation: ValidationCarve | None = None,
 ) -> EvalSummary:
     """Evaluate a predictions file and write {out_dir}/records.jsonl and summary.json.
 
     The pair is written into a temp dir that then replaces out_dir whole, so a summary never
     sits beside another run's records (summary.json also names its records' sha256). out_dir
     must be absent, empty or an earlier evaluation (checked before any work). `spider_dir` may
-    be "mini" for the embedded mini benchmark. Returns the summary.
+    be "mini" for the embedded mini benchmark; `validation` is the carve that defines split
+    "validation" (sqltrain.data.validation_carve). Returns the summary.
     """
     from sqltrain.data import benchmark_root
     from sqltrain.spider.benchmark import SpiderBenchmark
+    from sqltrain.spider.validation import ValidationCarve
 
     out = Path(out_dir)
     check_replaceable(out, _is_evaluation, what="evaluation output")
-    bench = SpiderBenchmark(benchmark_root(str(spider_dir)))
+    bench = SpiderBenchmark(benchmark_root(str(spider_dir)), validation=validation or ValidationCarve())
     predictions = read_predictions(predictions_path)
     records, summary = evaluate_predictions(
         bench, split, predictions, eval_cfg, exclude=exclude, address=address, progress=progress,
@@ -306,10 +310,13 @@ def run_evaluate(
 ) -> EvalSummary:
     """The evaluate stage: evaluate_file with everything else from the config (data, evaluate and
     cluster sections); out_dir defaults to {run_dir}/eval/<predictions file stem>."""
+    from sqltrain.data import validation_carve
+
     out = out_dir if out_dir is not None else Path(cfg.run_dir) / "eval" / Path(predictions_path).stem
     return evaluate_file(
         cfg.data.spider_dir, split or cfg.data.eval_split, predictions_path, out, cfg.evaluate,
         exclude=cfg.data.exclude, address=cfg.cluster.address, progress=progress,
+        validation=validation_carve(cfg.data),
     )
 
 

@@ -12,7 +12,8 @@ def register(subparsers) -> None:
     p.add_argument("--config", required=True, help="experiment YAML")
     p.add_argument("--adapter", help="adapter dir from `sqltrain train` (its config and prompt are used); "
                                      "omit for the base model")
-    p.add_argument("--split", help="split to generate for (default: data.eval_split)")
+    p.add_argument("--split", help="split to generate for (default: data.eval_split); validation = the train "
+                                   "databases data.validation holds out")
     p.add_argument("--out", help="predictions file (default: {run_dir}/predictions/{base|finetuned}.jsonl)")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides (also adapter=DIR and split=NAME)")
     p.set_defaults(func=_generate)

@@ -11,9 +11,12 @@
 4. Ray Data `map_batches(GenerationReplica)` with an actor pool: one replica per GPU (replicas
    share the GPUs when generate.num_replicas is larger; one per tensor_parallel_size GPUs),
    CPU actors when there is no GPU. Each replica picks its engine (generate/replica.py).
-5. predictions.jsonl (index, id, db_id, sql, raw; `candidates` with num_candidates > 1) in split
-   order, written atomically, plus a `<name>.meta.json` beside it (model, adapter, engine,
-   load and generation timing, tokens/s).
+5. With generate.selection=execution_vote, each question's candidates are executed in the
+   sandbox and vote on their results (sqltrain.generate.vote); the winner becomes its sql/raw.
+6. predictions.jsonl (index, id, db_id, sql, raw; `candidates` with num_candidates > 1,
+   `selected` after a vote) in split order, written atomically, plus a `<name>.meta.json`
+   beside it (model, adapter, engine, load and generation timing, tokens/s, selection and the
+   vote's seconds and executions).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 from sqltrain.config import Config, ConfigError, PromptConfig, config_from_dict
 from sqltrain.io import OutputError, atomic_write_json, atomic_write_jsonl
+from sqltrain.generate.vote import number_or_none as _number
 from sqltrain.train.checkpoints import CONFIG_FILE, PROMPT_FILE, check_adapter_trusted
 
 ADAPTER_SECTIONS = ("model", "quantization", "linking", "lora")
@@ -197,12 +201,9 @@ def _prediction(row: dict[str, Any]) -> dict[str, Any]:
     if row.get("candidates") is not None:  # generate.num_candidates > 1
         pred["candidates"] = [{"sql": str(c["sql"]), "raw": str(c["raw"]), "logprob": _number(c["logprob"])}
                               for c in row["candidates"]]
+    if row.get("selected") is not None:  # generate.selection=execution_vote: the candidate chosen
+        pred["selected"] = int(row["selected"])
     return pred
-
-
-def _number(value) -> float | None:
-    """A float, or None for a missing one (Arrow -> pandas may turn None into NaN)."""
-    return None if value is None or value != value else float(value)
 
 
 def timing(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -217,6 +218,22 @@ def timing(results: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens_per_s": round(new_tokens / max(span, 1e-9), 1),
         "predictions_per_s_after_load": round(len(results) / max(span, 1e-9), 3),
     }
+
+
+def select_candidates(cfg: Config, results: list[dict[str, Any]], log=print) -> dict[str, Any] | None:
+    """generate.selection=execution_vote: each row's sql/raw become its voted candidate's
+    (sqltrain.generate.vote); returns the meta file's `vote` entry (None for greedy)."""
+    if cfg.generate.selection != "execution_vote" or not results:
+        return None
+    from sqltrain.data import resolve_benchmark
+    from sqltrain.generate.vote import apply_execution_vote
+
+    bench = resolve_benchmark(cfg.data)
+    summary = apply_execution_vote(results, bench.db_path, cfg.evaluate)
+    log(f"[sqltrain] generate: execution vote over {cfg.generate.num_candidates} candidates per question in "
+        f"{summary['seconds']:.1f}s ({summary['executions']} executions; {summary['changed']} of {len(results)} "
+        f"predictions not the first candidate; {summary['no_survivor']} with no candidate that runs)")
+    return {"n": cfg.generate.num_candidates, **summary}
 
 
 def check_prediction_target(out: Path) -> None:
@@ -250,6 +267,7 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
     if len(results) != len(rows):
         raise RuntimeError(f"generation returned {len(results)} predictions for {len(rows)} prompts")
     results.sort(key=lambda r: int(r["index"]))
+    selection = select_candidates(gcfg, results, log)
     atomic_write_jsonl(out, [_prediction(r) for r in results])
     gen = gcfg.generate
     atomic_write_json(out.with_suffix(".meta.json"), {
@@ -257,6 +275,7 @@ def run_generate(cfg: Config, adapter: str | None = None, split: str | None = No
         "quantization": gcfg.quantization.method, "batch_size": gen.batch_size,
         "max_new_tokens": gen.max_new_tokens, "num_replicas": gen.num_replicas,
         "num_candidates": gen.num_candidates, "temperature": gen.temperature, "top_p": gen.top_p, "seed": gen.seed,
+        "selection": gen.selection, "vote": selection,
         "seconds": round(seconds, 2), "prompt_seconds": round(prompt_s, 2),
         "predictions_per_s": round(len(results) / max(seconds - prompt_s, 1e-9), 3),
         "new_tokens": sum(int(r["new_tokens"]) for r in results),

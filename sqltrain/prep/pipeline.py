@@ -6,7 +6,9 @@ Output, written whole or not at all (a temp dir renamed into place), under ``{ru
   benchmark order;
 - ``<split>.alpaca.jsonl``: ``{instruction, input, output, explanation}`` per kept example;
 - ``manifest.json``: per split the example count, drops by reason, shards, token length
-  stats and linking stats (table/column recall of the gold SQL, schema tokens kept).
+  stats and linking stats (table/column recall of the gold SQL, schema tokens kept); with
+  data.validation, the held-out databases (``validation``) and a ``validation`` split whose
+  databases the ``train`` shards do not contain.
 
 Both splits go through one Ray Data ``map_batches`` over an actor pool, so the tokenizer and
 the per-database linkers load once per actor. Value indexes are built (or found in the
@@ -36,6 +38,7 @@ from sqltrain.io import atomic_dir, atomic_write_json, atomic_write_jsonl, check
 from sqltrain.linking.value_index import ensure_value_index
 from sqltrain.prep.records import alpaca_record
 from sqltrain.spider.benchmark import Example, SpiderBenchmark, SpiderFormatError
+from sqltrain.spider.validation import VALIDATION
 from sqltrain.stages import code_digest, spec
 
 BATCH_SIZE = 128
@@ -68,7 +71,19 @@ def log(msg: str) -> None:
 
 
 def splits_of(cfg: Config) -> list[str]:
-    return list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split]))
+    """The splits prepare writes: train, eval, and the validation split when data.validation has one."""
+    held_out = [VALIDATION] if cfg.data.validation.fraction > 0 else []
+    return list(dict.fromkeys([cfg.data.train_split, cfg.data.eval_split, *held_out]))
+
+
+def validation_record(bench: SpiderBenchmark, examples: dict[str, list[Example]]) -> dict | None:
+    """The manifest's account of the validation carve: which databases, and what each side holds."""
+    if not bench.validation.enabled:
+        return None
+    train_dbs = {e.db_id for e in examples.get("train", [])}
+    return {"fraction": bench.validation.fraction, "seed": bench.validation.seed,
+            "databases": bench.validation_dbs, "num_databases": len(bench.validation_dbs),
+            "examples": len(examples.get(VALIDATION, [])), "train_databases": len(train_dbs)}
 
 
 def load_examples(bench: SpiderBenchmark, cfg: Config, split: str) -> list[Example]:
@@ -282,6 +297,7 @@ def manifest_head(cfg: Config, bench: SpiderBenchmark, fp: str) -> dict:
         "max_seq_len": cfg.prompt.max_seq_len,
         "columns": SHARD_SCHEMA.names,
         "skipped_records": dict(sorted(bench.skipped.items())),  # malformed records (data.on_error=skip)
+        "validation": None,
         "splits": {},
     }
 
@@ -323,6 +339,7 @@ def run_prepare(cfg: Config, force: bool = False) -> PrepareResult:
     meta = pa.concat_tables(ray.get(ds.to_arrow_refs())).drop_columns(["input_ids", "labels"])
     log(f"{meta.num_rows} examples linked, rendered and tokenized in {time.time() - start:.1f}s")
     manifest = manifest_head(cfg, bench, fp)
+    manifest["validation"] = validation_record(bench, examples)
     for split in examples:
         _check_kept(cfg, split, split_stats(meta.filter(pc.equal(meta["split"], split))))
     with atomic_dir(out, legacy=_is_prepared_data) as tmp:

@@ -3,6 +3,8 @@
 Layout: ``train_spider.json`` / ``train_others.json`` (or their ``_slim`` variants),
 ``dev.json``, optionally ``test.json``, ``tables.json`` and ``database/<db>/<db>.sqlite``.
 A folder holding several ``*.sqlite`` files for one db gives test-suite variants.
+With a validation carve (sqltrain.spider.validation), split "validation" is the train examples
+on the held-out databases and "train" is the rest.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ import csv
 import json
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 
 from sqltrain.spider.schema import Schema, schema_from_tables_entry
+from sqltrain.spider.validation import VALIDATION, ValidationCarve, validation_databases
 
 SPLIT_FILES = {
     "train": (("train_spider.json", "train_spider_slim.json"), ("train_others.json", "train_others_slim.json")),
@@ -148,18 +151,20 @@ class SpiderBenchmark:
     index and field; "skip" drops bad records and counts them in ``self.skipped``.
     """
 
-    def __init__(self, root: str | os.PathLike, on_error: str = "raise"):
+    def __init__(self, root: str | os.PathLike, on_error: str = "raise", validation: ValidationCarve = ValidationCarve()):
         if not str(root).strip():  # Path("") would be the working directory
             raise SpiderFormatError("benchmark directory is empty: give a Spider-layout directory or \"mini\"")
         self.root = Path(root).expanduser().resolve()
         if on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.on_error = on_error
+        self.validation = validation
         self.skipped: Counter[str] = Counter()
         if not self.root.is_dir():
             raise SpiderFormatError(f"{self.root}: not a directory")
         self._splits: dict[tuple[str, bool], list[Example]] = {}
         self._db_problems: dict[Path, str | None] = {}
+        self._file_ends: dict[str, list[int]] = {}  # split -> position after each of its files
 
     # -- schemas and databases ------------------------------------------------------------
     @cached_property
@@ -206,6 +211,8 @@ class SpiderBenchmark:
 
     # -- examples -------------------------------------------------------------------------
     def split_files(self, split: str) -> list[Path]:
+        if split == VALIDATION:  # carved out of train's files
+            return self.split_files("train")
         if split not in SPLIT_FILES:
             raise SpiderFormatError(f"unknown split {split!r}; expected one of {', '.join(SPLIT_FILES)}")
         files = []
@@ -222,12 +229,45 @@ class SpiderBenchmark:
         """Examples of a split, validated; `exclude` is a KNOWN_GAPS.tsv path or a set of (split, index)."""
         key = (split, check_db)
         if key not in self._splits:
-            self._splits[key] = self._load_split(split, check_db)
+            self._splits[key] = self._carved(split, check_db)
         examples = self._splits[key]
         if exclude is not None:
             gaps = exclude if isinstance(exclude, set) else load_exclusions(exclude)
-            examples = [e for e in examples if (e.split, e.index) not in gaps]
+            source = "train" if split == VALIDATION else split  # exclusion lists name train positions
+            examples = [e for e in examples if (source, e.index) not in gaps]
         return examples
+
+    @cached_property
+    def validation_dbs(self) -> list[str]:
+        """Databases held out of train by the validation carve (sorted; empty without one)."""
+        if not self.validation.enabled:
+            return []
+        train = self._split_all("train", check_db=False)
+        first_file_end = self._file_ends["train"][0]
+        try:
+            return validation_databases({e.db_id for e in train if e.index < first_file_end}, self.validation)
+        except ValueError as e:
+            raise SpiderFormatError(f"{self.root}: {e}") from None
+
+    def _carved(self, split: str, check_db: bool) -> list[Example]:
+        """A split's examples with the validation carve applied (train minus, validation only,
+        the held-out databases); other splits as loaded."""
+        if split == VALIDATION and not self.validation.enabled:
+            raise SpiderFormatError(f"split '{VALIDATION}' is empty: it holds the train databases that "
+                                    "data.validation.fraction > 0 holds out (e.g. data.validation.fraction=0.1)")
+        if split not in ("train", VALIDATION) or not self.validation.enabled:
+            return self._split_all(split, check_db)
+        held_out = set(self.validation_dbs)
+        train = self._split_all("train", check_db)
+        if split == "train":
+            return [e for e in train if e.db_id not in held_out]
+        return [replace(e, split=VALIDATION) for e in train if e.db_id in held_out]
+
+    def _split_all(self, split: str, check_db: bool) -> list[Example]:
+        key = ("all:" + split, check_db)
+        if key not in self._splits:
+            self._splits[key] = self._load_split(split, check_db)
+        return self._splits[key]
 
     def _load_split(self, split: str, check_db: bool) -> list[Example]:
         files = self.split_files(split)
@@ -235,6 +275,7 @@ class SpiderBenchmark:
             raise SpiderFormatError(f"{self.root}: no file for split '{split}' (looked for {SPLIT_FILES[split]})")
         out: list[Example] = []
         position = 0  # index into the concatenated split, kept stable when records are skipped
+        ends = self._file_ends[split] = []
         for path in files:
             for i, rec in enumerate(_read_json_list(path)):
                 position += 1
@@ -245,6 +286,7 @@ class SpiderBenchmark:
                     self._fail(e, e.reason)
                     continue
                 out.append(Example(split, position - 1, rec["db_id"], rec["question"], rec["query"]))
+            ends.append(position)
         if position == 0:
             raise SpiderFormatError(f"{', '.join(str(p) for p in files)}: no examples in split '{split}'")
         return out
