@@ -94,6 +94,15 @@ def test_a_trial_tune_did_not_end_is_interrupted_not_stopped_early(tmp_path):
     assert (stopped["metric"], stopped["dev_loss"], stopped["ex"]) == (None, 0.7, None)
 
 
+def test_ties_in_ex_go_to_the_lower_dev_loss():
+    from sqltrain.tune.tuner import summarize_trials
+
+    trials = [{"trial_id": tid, "metric": ex, "dev_loss": loss, "status": "completed"}
+              for tid, ex, loss in [("a", 0.5, 2.0), ("b", 0.5, 1.0), ("c", 0.25, 0.5)]]
+    summary = summarize_trials(trials, load_config(None, ["tune.metric=ex"]), "/x")
+    assert [t["trial_id"] for t in summary["trials"]] == ["b", "a", "c"]
+
+
 def test_best_yaml_is_the_base_config_with_the_best_values(tmp_path):
     from sqltrain.tune.scoring import write_best_yaml
 
@@ -159,7 +168,8 @@ def test_ex_search_scores_every_trial_by_execution(ex_search):
         assert len(predictions) == 4
         meta = json.loads((Path(t["run_dir"]) / "predictions" / "tune-dev-4.meta.json").read_text())
         assert meta["adapter"] == t["adapter_dir"]  # generated with the trial's own adapter
-    assert summary["best"] == max(trials, key=lambda t: t["ex"])
+    # Ties in ex (likely with a random model) go to the lower dev loss.
+    assert summary["best"] == min(trials, key=lambda t: (-t["ex"], t["dev_loss"]))
 
 
 @pytest.mark.slow
@@ -183,7 +193,8 @@ def test_resume_restores_the_experiment_without_training_again(ex_search):
     with pytest.raises(ConfigError, match="a tune experiment already exists at .*: add --resume"):
         run_tune(cfg)
     again = run_tune(cfg, resume=True)
-    assert [(t["trial_id"], t["status"], t["ex"]) for t in again["trials"]] == \
-        [(t["trial_id"], t["status"], t["ex"]) for t in summary["trials"]]
+    assert sorted((t["trial_id"], t["status"], t["ex"], t["dev_loss"]) for t in again["trials"]) == \
+        sorted((t["trial_id"], t["status"], t["ex"], t["dev_loss"]) for t in summary["trials"])
+    assert again["best"] == summary["best"]
     for t in again["trials"]:
         assert (Path(t["adapter_dir"]) / "adapter_model.safetensors").stat().st_mtime_ns == trained[t["trial_id"]]

@@ -222,12 +222,15 @@ class TuneResult(JsonRecord):
 
 
 def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path: str) -> TuneResult:
-    """results.json: completed trials best first, then the others by their last metric; the best
-    is the best completed trial (one with an adapter), None when no trial completed."""
+    """results.json: completed trials best first, then the others by their last metric (ties,
+    common in ex on few questions, go to the lower dev loss); the best is the best completed
+    trial (one with an adapter), None when no trial completed."""
     sign = 1 if cfg.tune.mode == "min" else -1
 
     def rank(t: dict[str, Any]) -> tuple:
-        return (t["status"] != "completed", t["metric"] is None, sign * (t["metric"] or 0.0))
+        dev_loss = t.get("dev_loss")
+        return (t["status"] != "completed", t["metric"] is None, sign * (t["metric"] or 0.0),
+                float("inf") if dev_loss is None else dev_loss)
 
     ordered = sorted(trials, key=rank)
     best = ordered[0] if ordered and ordered[0]["status"] == "completed" else None
