@@ -230,7 +230,7 @@ def summarize_trials(trials: list[dict[str, Any]], cfg: Config, experiment_path:
     def rank(t: dict[str, Any]) -> tuple:
         dev_loss = t.get("dev_loss")
         return (t["status"] != "completed", t["metric"] is None, sign * (t["metric"] or 0.0),
-                float("inf") if dev_loss is None else dev_loss)
+                float("inf") if dev_loss is None else dev_loss, t["trial_id"])  # same order after a restore
 
     ordered = sorted(trials, key=rank)
     best = ordered[0] if ordered and ordered[0]["status"] == "completed" else None
