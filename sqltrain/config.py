@@ -314,16 +314,40 @@ class EvaluateConfig(Section):
     """Ray tasks in flight; None = available CPUs."""
 
 
+TUNE_METRICS = {"dev_loss": "min", "ex": "max"}
+"""What a tune can rank trials by, and the direction that is better."""
+
+
 class TuneConfig(Section):
     num_samples: int = Field(4, ge=1)
-    metric: str = "dev_loss"
-    mode: Literal["min", "max"] = "min"
+    metric: Literal["dev_loss", "ex"] = "dev_loss"
+    """What ranks the trials (and picks best.yaml). dev_loss: the trial's last dev loss. ex:
+    execution accuracy of the trial's adapter on tune.eval_split, generated and executed in the
+    sandbox after the search (completed trials only). Either way ASHA stops trials on dev loss."""
+    mode: Literal["min", "max"] | None = None
+    """None = the metric's direction (dev_loss: min, ex: max); the other direction is an error."""
+    eval_split: SplitName = "dev"
+    """Split that metric=ex generates on. "dev" until the validation split (train databases held
+    out) lands; the lead switches this default to "validation" then, so tuning never reads dev."""
+    eval_limit: int | None = Field(None, ge=1)
+    """metric=ex: score each trial on the first N questions of eval_split (cost); None = all."""
     max_concurrent_trials: int = Field(1, ge=1)
     search_space: dict[str, dict[str, Any]] = Field(
         default_factory=lambda: {"train.lr": {"loguniform": [5e-5, 5e-4]}, "lora.r": {"choice": [8, 16, 32]}}
     )
     """key -> {distribution: args}; distributions: choice, uniform, loguniform, randint."""
     scheduler: Literal["asha", "fifo"] = "asha"
+
+    @model_validator(mode="after")
+    def _mode_follows_metric(self) -> TuneConfig:
+        # Checked at load time: a contrary mode would silently pick the worst trial as "best".
+        direction = TUNE_METRICS[self.metric]
+        if self.mode is None:
+            self.mode = direction
+        elif self.mode != direction:
+            raise ValueError(f"tune.mode={self.mode} contradicts tune.metric={self.metric} (better is "
+                             f"{'lower' if direction == 'min' else 'higher'}): set tune.mode={direction} or leave it out")
+        return self
 
 
 class TrackingConfig(Section):

@@ -67,7 +67,9 @@ STAGES = (
     StageSpec("evaluate-finetuned", ("generate-finetuned",), ("data", "evaluate"), ("eval/finetuned/summary.json",)),
     StageSpec("compare", ("evaluate-base", "evaluate-finetuned"), (), ("compare/compare.json",)),
     StageSpec("report", ("train", "evaluate-base", "evaluate-finetuned"), (), ("report/report.md",)),
-    StageSpec("tune", ("prepare",), TRAIN_SECTIONS + ("tune",), ("tune/results.json",), pipeline=False),
+    # tune.metric=ex also generates and evaluates each trial's adapter (data: tune.eval_split's benchmark).
+    StageSpec("tune", ("prepare",), TRAIN_SECTIONS + ("data", "generate", "evaluate", "tune"),
+              ("tune/results.json",), pipeline=False),
 )
 BY_NAME = {s.name: s for s in STAGES}
 PIPELINE = tuple(s.name for s in STAGES if s.pipeline)

@@ -108,7 +108,7 @@ def test_best_is_the_best_completed_trial_and_errors_read_in_one_line():
               trial("d", None, "no result"), trial("e", 0.6, "stopped early")]
     low = summarize_trials(trials, load_config(None, ["tune.mode=min"]), "/x")
     assert low["best"]["trial_id"] == "c" and [t["trial_id"] for t in low["trials"]] == ["c", "a", "b", "e", "d"]
-    assert summarize_trials(trials, load_config(None, ["tune.mode=max"]), "/x")["best"]["trial_id"] == "a"
+    assert summarize_trials(trials, load_config(None, ["tune.metric=ex"]), "/x")["best"]["trial_id"] == "a"
     assert summarize_trials(trials[1:2], load_config(None), "/x")["best"] is None
     # What a failed trial's Result.error holds: Ray's task error around the Train run's error.
     failed = WorkerGroupError("[Rank 0]: \x1b[36mTraceback ...\x1b[39m", {1: RuntimeError("later"),

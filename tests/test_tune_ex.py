@@ -1,0 +1,200 @@
+"""Tune on execution accuracy (tune.metric=ex), checked before Ray starts; trial statuses;
+best.yaml; and a real 2-trial search on the mini benchmark that scores each trial's adapter by
+generating and executing its SQL, then resumes the finished experiment with --resume."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from sqltrain.config import ConfigError, load_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from train_shards import write_shards  # noqa: E402
+
+
+# --- checked before Ray starts ---------------------------------------------------------------
+
+
+def test_mode_follows_the_metric_and_a_contrary_mode_is_an_error():
+    assert load_config(None).tune.mode == "min"
+    assert load_config(None, ["tune.metric=ex"]).tune.mode == "max"
+    assert load_config(None, ["tune.metric=ex", "tune.mode=max"]).tune.mode == "max"
+    with pytest.raises(ConfigError, match=r"tune.mode=min contradicts tune.metric=ex .*set tune.mode=max"):
+        load_config(None, ["tune.metric=ex", "tune.mode=min"])
+    with pytest.raises(ConfigError, match=r"tune.mode=max contradicts tune.metric=dev_loss"):
+        load_config(None, ["tune.mode=max"])
+    with pytest.raises(ConfigError, match=r"tune.eval_split: unknown split 'validaton'"):
+        load_config(None, ["tune.eval_split=validaton"])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["tune.metric=acc"], r"tune.metric: Input should be 'dev_loss' or 'ex' \(got 'acc'\)"),
+    (["tune.metric=ex", "tune.mode=min"], r"tune.mode=min contradicts tune.metric=ex"),
+    (["tune.eval_limit=0"], r"tune.eval_limit: Input should be greater than or equal to 1"),
+])
+def test_tune_cli_rejects_a_bad_metric_before_ray_starts(tmp_path, capsys, overrides, message):
+    import re
+
+    import ray
+
+    from sqltrain.cli import main
+
+    was_up = ray.is_initialized()
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"run_dir: {tmp_path / 'run'}\n")
+    assert main(["tune", "--config", str(cfg_file), *overrides]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert ray.is_initialized() == was_up  # the error came before any Ray start
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_without_an_experiment_is_an_error_before_ray_starts(tmp_path, mini_dir, capsys):
+    import ray
+
+    from sqltrain.cli import main
+    from sqltrain.model.loading import load_tokenizer
+    from sqltrain.spider.benchmark import SpiderBenchmark
+
+    run = tmp_path / "run"
+    bench = SpiderBenchmark(mini_dir)
+    write_shards(run, bench, load_tokenizer(load_config(None).model),
+                 {"train": bench.examples("train")[:4], "dev": bench.examples("dev")[:4]})
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text(f"run_dir: {run}\n")
+    was_up = ray.is_initialized()
+    assert main(["tune", "--config", str(cfg_file), "--resume"]) == 2
+    assert f"--resume: no tune experiment at {run}/tune/run-tune" in capsys.readouterr().err
+    assert ray.is_initialized() == was_up
+
+
+# --- trial records ---------------------------------------------------------------------------
+
+
+def test_a_trial_tune_did_not_end_is_interrupted_not_stopped_early(tmp_path):
+    from ray.tune import Result
+
+    from sqltrain.tune.tuner import ENDED, trial_record
+
+    cfg = load_config(None, [f"run_dir={tmp_path}", "tune.metric=ex"])
+
+    def record(trial_id, ended):
+        if ended:
+            (tmp_path / "tune" / trial_id).mkdir(parents=True)
+            (tmp_path / "tune" / trial_id / ENDED).write_text("")
+        result = Result(metrics={"trial_id": trial_id, "dev_loss": 0.7, "step": 2}, checkpoint=None, error=None, path="/p")
+        return trial_record(result, cfg)
+
+    stopped, interrupted = record("t_00001", ended=True), record("t_00002", ended=False)
+    assert stopped["status"] == "stopped early" and interrupted["status"] == "interrupted"
+    # metric=ex: the dev loss is kept beside it; ex (and so the metric) only for scored trials.
+    assert (stopped["metric"], stopped["dev_loss"], stopped["ex"]) == (None, 0.7, None)
+
+
+def test_ties_in_ex_go_to_the_lower_dev_loss():
+    from sqltrain.tune.tuner import summarize_trials
+
+    trials = [{"trial_id": tid, "metric": ex, "dev_loss": loss, "status": "completed"}
+              for tid, ex, loss in [("a", 0.5, 2.0), ("b", 0.5, 1.0), ("c", 0.25, 0.5)]]
+    summary = summarize_trials(trials, load_config(None, ["tune.metric=ex"]), "/x")
+    assert [t["trial_id"] for t in summary["trials"]] == ["b", "a", "c"]
+
+
+def test_best_yaml_is_the_base_config_with_the_best_values(tmp_path):
+    from sqltrain.tune.scoring import write_best_yaml
+
+    base = load_config(None, [f"run_dir={tmp_path / 'run'}", "tune.metric=ex", "train.max_steps=7"])
+    best = {"trial_id": "t_00001", "metric": 0.25, "adapter_dir": "/a", "config": {"train.lr": 1e-3, "lora.r": 4}}
+    path = tmp_path / "run" / "tune" / "best.yaml"
+    write_best_yaml(base, best, path)
+    cfg = load_config(path)
+    assert (cfg.train.lr, cfg.lora.r, cfg.train.max_steps) == (1e-3, 4, 7)
+    assert cfg.run_dir == base.run_dir and cfg.tracking.prefix == "train"
+    assert path.read_text().startswith("# Best trial of `sqltrain tune` (ex=0.2500, max): t_00001")
+
+
+# --- a real search on execution accuracy: 2 trials, 1 CPU worker each -------------------------
+
+
+@pytest.fixture(scope="module")
+def ex_search(tmp_path_factory, mini_dir):
+    import ray
+
+    from sqltrain.model.loading import load_tokenizer
+    from sqltrain.spider.benchmark import SpiderBenchmark
+    from sqltrain.tune.tuner import run_tune
+
+    run = tmp_path_factory.mktemp("tune-ex") / "run"
+    cache = tmp_path_factory.getbasetemp() / "model-cache"  # shared with test_model / test_train
+    cache.mkdir(exist_ok=True)
+    cfg = load_config(None, [
+        f"run_dir={run}", f"model.cache_dir={cache}", "model.name=random:tiny", "quantization.method=none",
+        "model.gradient_checkpointing=false", "linking.format=compact", "linking.token_budget=256",
+        "prompt.max_seq_len=384", "train.num_workers=1", "train.cpus_per_worker=0.5",
+        "train.micro_batch_size=4", "train.max_steps=2", "train.log_every=1", "train.eval_every=2",
+        "train.save_every=2", "train.eval_examples=8", "deepspeed.stage=2", "deepspeed.bucket_size=1000000",
+        "generate.max_new_tokens=8", "generate.batch_size=4",
+        "tune.metric=ex", "tune.eval_limit=4", "tune.num_samples=2", "tune.scheduler=fifo",
+        "tune.max_concurrent_trials=2", 'tune.search_space={"train.lr": {"choice": [1.0e-2, 1.0e-4]}}',
+    ])
+    bench = SpiderBenchmark(mini_dir)
+    write_shards(run, bench, load_tokenizer(cfg.model),
+                 {"train": bench.examples("train")[:16], "dev": bench.examples("dev")[:8]})
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield cfg, run_tune(cfg)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+@pytest.mark.slow
+def test_ex_search_scores_every_trial_by_execution(ex_search):
+    cfg, summary = ex_search
+    assert json.loads((Path(cfg.run_dir) / "tune" / "results.json").read_text()) == summary
+    assert (summary["metric"], summary["mode"]) == ("ex", "max")
+    trials = summary["trials"]
+    assert len(trials) == 2 and all(t["status"] == "completed" for t in trials)
+    for t in trials:
+        assert t["metric"] == t["ex"] and 0.0 <= t["ex"] <= 1.0 and t["dev_loss"] > 0
+        evaluation = json.loads((Path(t["run_dir"]) / "eval" / "tune-dev-4" / "summary.json").read_text())
+        assert evaluation["n"] == 4 and evaluation["split"] == "dev" and evaluation["ex"] == t["ex"]
+        predictions = (Path(t["run_dir"]) / "predictions" / "tune-dev-4.jsonl").read_text().splitlines()
+        assert len(predictions) == 4
+        meta = json.loads((Path(t["run_dir"]) / "predictions" / "tune-dev-4.meta.json").read_text())
+        assert meta["adapter"] == t["adapter_dir"]  # generated with the trial's own adapter
+    # Ties in ex (likely with a random model) go to the lower dev loss.
+    assert summary["best"] == min(trials, key=lambda t: (-t["ex"], t["dev_loss"]))
+
+
+@pytest.mark.slow
+def test_best_yaml_loads_with_the_best_trials_values(ex_search):
+    cfg, summary = ex_search
+    best = load_config(Path(cfg.run_dir) / "tune" / "best.yaml")
+    assert best.train.lr == summary["best"]["config"]["train.lr"]
+    assert best.run_dir == cfg.run_dir and best.tune.metric == "ex"
+
+
+@pytest.mark.slow
+def test_resume_restores_the_experiment_without_training_again(ex_search):
+    """--resume on a finished search: Tuner.restore finds every trial ended, nothing trains or
+    generates again (the scores are reused), and results.json comes out the same; a second
+    search on the same run_dir without --resume is refused."""
+    from sqltrain.tune.tuner import run_tune
+
+    cfg, summary = ex_search
+    trained = {t["trial_id"]: (Path(t["adapter_dir"]) / "adapter_model.safetensors").stat().st_mtime_ns
+               for t in summary["trials"]}
+    with pytest.raises(ConfigError, match="a tune experiment already exists at .*: add --resume"):
+        run_tune(cfg)
+    again = run_tune(cfg, resume=True)
+    assert sorted((t["trial_id"], t["status"], t["ex"], t["dev_loss"]) for t in again["trials"]) == \
+        sorted((t["trial_id"], t["status"], t["ex"], t["dev_loss"]) for t in summary["trials"])
+    assert again["best"] == summary["best"]
+    for t in again["trials"]:
+        assert (Path(t["adapter_dir"]) / "adapter_model.safetensors").stat().st_mtime_ns == trained[t["trial_id"]]
