@@ -327,8 +327,8 @@ class TuneConfig(Section):
     mode: Literal["min", "max"] | None = None
     """None = the metric's direction (dev_loss: min, ex: max); the other direction is an error."""
     eval_split: SplitName = "dev"
-    """Split that metric=ex generates on. "dev" until the validation split (train databases held
-    out) lands; the lead switches this default to "validation" then, so tuning never reads dev."""
+    """Split that metric=ex generates on. "validation" (with data.validation.fraction > 0) keeps
+    tuning off dev; the default stays "dev" until GPU ablations have chosen the fraction."""
     eval_limit: int | None = Field(None, ge=1)
     """metric=ex: score each trial on the first N questions of eval_split (cost); None = all."""
     max_concurrent_trials: int = Field(1, ge=1)
@@ -403,6 +403,14 @@ class Config(Section):
     tune: TuneConfig = Field(default_factory=TuneConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+
+    @model_validator(mode="after")
+    def _tune_split_exists(self) -> Config:
+        # Caught at load time: otherwise a search trains every trial before scoring finds no split.
+        if self.tune.eval_split == "validation" and self.data.validation.fraction == 0:
+            raise ValueError("tune.eval_split=validation needs a validation split: set data.validation.fraction > 0 "
+                             "(e.g. 0.1)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -198,3 +198,10 @@ def test_resume_restores_the_experiment_without_training_again(ex_search):
     assert again["best"] == summary["best"]
     for t in again["trials"]:
         assert (Path(t["adapter_dir"]) / "adapter_model.safetensors").stat().st_mtime_ns == trained[t["trial_id"]]
+
+
+def test_tuning_on_the_validation_split_needs_one():
+    with pytest.raises(ConfigError, match=r"tune.eval_split=validation needs a validation split"):
+        load_config(None, ["tune.metric=ex", "tune.eval_split=validation"])
+    cfg = load_config(None, ["tune.metric=ex", "tune.eval_split=validation", "data.validation.fraction=0.1"])
+    assert cfg.tune.eval_split == "validation"
