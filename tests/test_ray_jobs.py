@@ -23,9 +23,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ray_head(tmp_path):
-    """A Ray head on 127.0.0.1 in its own process group (so stopping it touches no other Ray)."""
+def ray_head(tmp_path, monkeypatch):
+    """A Ray head on 127.0.0.1 in its own process group (so stopping it touches no other Ray).
+
+    Token auth explicitly off, for the head and this process's client: without RAY_AUTH_MODE,
+    Ray turns token auth on whenever ~/.ray/auth_token exists (the multi-node test's token-auth
+    cluster leaves one there), and the client, finding RAY_AUTH_MODE unset, sends no token."""
     port, dash = _free_port(), _free_port()
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
     cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
            "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "1",
@@ -68,7 +73,7 @@ def test_submit_evaluate_job(ray_head, mini_dir, tmp_path):
     entry = (f"python ray_jobs/evaluate.py --spider-dir {mini_dir} --split dev "
              f"--predictions {mini_dir / 'dev_gold.sql'} --out {out}")
     job = client.submit_job(entrypoint=entry, runtime_env={"working_dir": str(REPO),
-                            "excludes": [".venv/", ".git/", "runs/", ".gpubundle/", ".gpucarry/"]})
+                            "excludes": [".venv/", ".git/", "runs/", "models/", ".whl/", ".gpubundle/", ".gpucarry/"]})
     deadline = time.time() + 300
     while not client.get_job_status(job).is_terminal() and time.time() < deadline:
         time.sleep(1)
