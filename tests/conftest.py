@@ -31,18 +31,3 @@ def mini_dir(tmp_path_factory) -> Path:
     from sqltrain.minibench.build import write_mini_benchmark
 
     return write_mini_benchmark(tmp_path_factory.mktemp("mini") / "mini")
-
-
-@pytest.fixture(autouse=True)
-def _no_leaked_ray_address():
-    """A test that starts a local Ray in-process exports its address ($RAY_ADDRESS and
-    sqltrain's mark, see sqltrain.raycluster.export_local_address) and that Ray is gone after the
-    test; later tests' Ray clients (`ray start`, JobSubmissionClient) would follow the stale
-    address. Each test gets the environment it started with."""
-    saved = {k: os.environ.get(k) for k in ("RAY_ADDRESS", "SQLTRAIN_LOCAL_RAY")}
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
