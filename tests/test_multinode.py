@@ -16,14 +16,10 @@ stop every Ray on the machine, other people's included.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,74 +28,10 @@ import pytest
 from sqltrain.io import read_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_shards import write_shards  # noqa: E402
+from ray_nodes import BIN, REPO, Nodes
+from train_shards import write_shards
 
-BIN = Path(sys.executable).parent
-REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Nodes:
-    """`ray start --block` processes of one cluster on 127.0.0.1, each in its own session."""
-
-    def __init__(self, base: Path):
-        self.base = base
-        # A short private temp dir: Ray's socket paths must stay under 107 characters, and this
-        # cluster must not write the machine's /tmp/ray/ray_current_cluster.
-        self.tmp = Path(tempfile.mkdtemp(prefix="sqlt-ray-", dir="/tmp"))
-        self.env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_TMPDIR=str(self.tmp),
-                        RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
-        self.env.pop("RAY_ADDRESS", None)
-        self.port, self.dashboard = _free_port(), _free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, name: str, cpus: int, head: bool = False, private: Path | None = None) -> None:
-        where = (["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
-                  str(self.dashboard), "--include-dashboard", "true"] if head else ["--address", self.address])
-        cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
-               "--resources", json.dumps({f"node_{name}": 1}), "--disable-usage-stats", *where]
-        if private is not None:  # this node (and all it forks) sees an empty tmpfs at `private`
-            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                   f'mount -t tmpfs sqltrain-test "{private}" && exec "$0" "$@"', *cmd]
-        log = open(self.base / f"node-{name}.log", "w")
-        self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=self.base, start_new_session=True,
-                                           stdout=log, stderr=subprocess.STDOUT))
-        self._wait_for(len(self.procs), name)
-
-    def _wait_for(self, count: int, name: str, timeout: float = 180) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.procs[-1].poll() is not None:
-                raise RuntimeError(f"node {name} exited: {(self.base / f'node-{name}.log').read_text()[-3000:]}")
-            status = subprocess.run([str(BIN / "ray"), "status", "--address", self.address], env=self.env,
-                                    capture_output=True, text=True)
-            if status.returncode == 0 and status.stdout.count("node_") >= count:
-                return
-            time.sleep(2)
-        raise TimeoutError(f"node {name} did not join within {timeout}s")
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-    def sqltrain(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        """The sqltrain CLI as a user runs it on the head, against this cluster."""
-        return subprocess.run([sys.executable, "-m", "sqltrain.cli", *args], env=self.env, cwd=self.base,
-                              capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +130,7 @@ def test_two_runs_sharing_a_storage_path_each_get_their_own_weights(cluster, run
 def test_jobs_submit_as_documented_and_warn_about_a_relative_run_dir(cluster):
     # docs/cluster.md: `ray job submit --address <dashboard> --runtime-env ray_jobs/runtime_env.yaml`
     # with RAY_AUTH_MODE=token, from the repository root.
-    submit = [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{cluster.dashboard}",
+    submit = [str(BIN / "ray"), "job", "submit", "--address", cluster.dashboard_url,
               "--runtime-env", "ray_jobs/runtime_env.yaml", "--", "python", "ray_jobs/train.py",
               "--config", "configs/train-cpu-smoke.yaml", "run_dir=runs/relative"]
     proc = _submit(submit, cluster.env)

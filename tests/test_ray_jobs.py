@@ -3,65 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from ray_nodes import REPO, Nodes
 
 
 @pytest.fixture
 def ray_head(tmp_path, monkeypatch):
-    """A Ray head on 127.0.0.1 in its own process group (so stopping it touches no other Ray).
-
-    Token auth explicitly off, for the head and this process's client: without RAY_AUTH_MODE,
-    Ray turns token auth on whenever ~/.ray/auth_token exists (the multi-node test's token-auth
-    cluster leaves one there), and the client, finding RAY_AUTH_MODE unset, sends no token."""
-    port, dash = _free_port(), _free_port()
+    """A Ray head of its own (tests/ray_nodes.py), token auth explicitly off for the head and this
+    process's client: without RAY_AUTH_MODE, Ray turns token auth on whenever ~/.ray/auth_token
+    exists (the multi-node test's token-auth cluster leaves one there), and the client, finding
+    RAY_AUTH_MODE unset, sends no token."""
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}", RAY_USAGE_STATS_ENABLED="0")
-    cmd = [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
-           "--port", str(port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--num-cpus", "1",
-           "--include-dashboard", "true", "--disable-usage-stats"]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, start_new_session=True,
-                            stdout=open(tmp_path / "head.log", "w"), stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{dash}"
+    nodes = Nodes(tmp_path, auth="disabled")
     try:
-        _wait_for_dashboard(address, proc, tmp_path / "head.log")
-        yield address
+        nodes.start("head", cpus=1, head=True)
+        nodes.wait_for_dashboard()
+        yield nodes.dashboard_url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _wait_for_dashboard(address: str, proc, log: Path, timeout: float = 120) -> None:
-    from ray.job_submission import JobSubmissionClient
-
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"ray head exited: {log.read_text()[-2000:]}")
-        try:
-            JobSubmissionClient(address).list_jobs()
-            return
-        except Exception:
-            time.sleep(1)
-    raise TimeoutError(f"dashboard at {address} did not come up: {log.read_text()[-2000:]}")
+        nodes.stop()
 
 
 @pytest.mark.slow
@@ -72,8 +38,8 @@ def test_submit_evaluate_job(ray_head, mini_dir, tmp_path):
     client = JobSubmissionClient(ray_head)
     entry = (f"python ray_jobs/evaluate.py --spider-dir {mini_dir} --split dev "
              f"--predictions {mini_dir / 'dev_gold.sql'} --out {out}")
-    job = client.submit_job(entrypoint=entry, runtime_env={"working_dir": str(REPO),
-                            "excludes": [".venv/", ".git/", "runs/", "models/", ".whl/", ".gpubundle/", ".gpucarry/"]})
+    documented = yaml.safe_load((REPO / "ray_jobs" / "runtime_env.yaml").read_text())  # what users submit with
+    job = client.submit_job(entrypoint=entry, runtime_env={**documented, "working_dir": str(REPO)})
     deadline = time.time() + 300
     while not client.get_job_status(job).is_terminal() and time.time() < deadline:
         time.sleep(1)

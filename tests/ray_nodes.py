@@ -1,0 +1,125 @@
+"""`ray start --block` processes of one test cluster on 127.0.0.1, isolated from every other Ray
+on the machine (the in-process local Rays of other tests, a leftover head, other people's).
+
+Isolation, because a shared machine made these tests fail in CI while they passed alone:
+- its own short RAY_TMPDIR (session files, sockets, and no write to /tmp/ray/ray_current_cluster;
+  Ray's socket paths must stay under 107 characters, hence /tmp and a short prefix);
+- a free port for every listener Ray would otherwise take at a fixed default (ray client
+  server 10001, dashboard agent 52365) or pick itself;
+- each process in its own session, stopped by its process group: `ray stop` would stop every
+  Ray on the machine.
+A node that dies or never joins raises with the tail of its own log and of Ray's session logs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+LOG_FILES = ("ray_process_exit.log", "dashboard.log", "dashboard_agent.log", "raylet.out", "gcs_server.out")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nodes:
+    """A head and any number of worker nodes; `auth` is RAY_AUTH_MODE for them and for clients
+    given `self.env` (set it explicitly: without it Ray turns token auth on whenever
+    ~/.ray/auth_token exists)."""
+
+    def __init__(self, base: Path, auth: str = "token"):
+        self.base = base
+        self.tmp = Path(tempfile.mkdtemp(prefix="sqlt-ray-", dir="/tmp"))
+        self.env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_TMPDIR=str(self.tmp),
+                        RAY_AUTH_MODE=auth, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+        self.env.pop("RAY_ADDRESS", None)
+        self.port, self.dashboard = free_port(), free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard}"
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, cpus: int, head: bool = False, private: Path | None = None) -> None:
+        """Start node `name` (custom resource node_<name>) and wait until the cluster lists it.
+        `private`: this node, and all it forks, sees an empty tmpfs at that path (root only)."""
+        ports = ["--dashboard-agent-listen-port", str(free_port()), "--dashboard-agent-grpc-port", str(free_port()),
+                 "--metrics-export-port", str(free_port()), "--runtime-env-agent-port", str(free_port())]
+        where = (["--head", "--port", str(self.port), "--dashboard-host", "127.0.0.1", "--dashboard-port",
+                  str(self.dashboard), "--include-dashboard", "true", "--ray-client-server-port", str(free_port())]
+                 if head else ["--address", self.address])
+        cmd = [str(BIN / "ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+               "--resources", json.dumps({f"node_{name}": 1}), "--disable-usage-stats", *ports, *where]
+        if private is not None:
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                   f'mount -t tmpfs sqltrain-test "{private}" && exec "$0" "$@"', *cmd]
+        log = open(self.base / f"node-{name}.log", "w")
+        self.procs.append(subprocess.Popen(cmd, env=self.env, cwd=self.base, start_new_session=True,
+                                           stdout=log, stderr=subprocess.STDOUT))
+        self._wait_for(name)
+
+    def _wait_for(self, name: str, timeout: float = 180) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.procs[-1].poll() is not None:
+                raise RuntimeError(f"node {name} exited: {self.logs(name)}")
+            status = subprocess.run([str(BIN / "ray"), "status", "--address", self.address], env=self.env,
+                                    capture_output=True, text=True)
+            # This node's own resource, by name: counting "node_" would also count the node ids
+            # `ray status` lists, and let a test go on before the node it started has joined.
+            if status.returncode == 0 and re.search(rf"\bnode_{re.escape(name)}\b", status.stdout):
+                return
+            time.sleep(2)
+        raise TimeoutError(f"node {name} did not join within {timeout}s: {self.logs(name)}")
+
+    def wait_for_dashboard(self, timeout: float = 180) -> None:
+        """Until the head's job server answers (it starts after the node has joined)."""
+        from ray.job_submission import JobSubmissionClient
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.procs[0].poll() is not None:
+                raise RuntimeError(f"the head exited: {self.logs('head')}")
+            try:
+                JobSubmissionClient(self.dashboard_url).list_jobs()
+                return
+            except Exception:
+                time.sleep(1)
+        raise TimeoutError(f"dashboard at {self.dashboard_url} did not come up: {self.logs('head')}")
+
+    def logs(self, name: str, chars: int = 1500) -> str:
+        """The tail of node `name`'s `ray start` output and of Ray's session logs (for failures)."""
+        parts = [f"--- node-{name}.log\n{(self.base / f'node-{name}.log').read_text()[-chars:]}"]
+        session = self.tmp / "session_latest" / "logs"
+        for file in LOG_FILES:
+            if (session / file).is_file():
+                parts.append(f"--- {file}\n{(session / file).read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def sqltrain(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        """The sqltrain CLI as a user runs it on the head, against this cluster."""
+        return subprocess.run([sys.executable, "-m", "sqltrain.cli", *args], env=self.env, cwd=self.base,
+                              capture_output=True, text=True, timeout=timeout)
