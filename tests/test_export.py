@@ -323,6 +323,7 @@ def tiny_adapter(dest: Path, cache: Path, *overrides: str) -> Path:
     return dest
 
 
+@pytest.mark.slow  # quantizes, trains and merges: 9 s of the inner loop's minute
 def test_qlora_adapter_merges_into_the_dequantized_nf4_base(model_cache, tmp_path):
     """The merged model computes what the adapter computed on the NF4 base it was trained and
     evaluated on (not on the original weights, which the NF4 rounding moved)."""
@@ -358,6 +359,7 @@ def test_missing_adapter_is_one_line_exit_2(tmp_path, capsys):
     assert code == 2 and "no such directory" in err
 
 
+@pytest.mark.slow  # dequantizes the SmolLM2 GGUF base to read its shapes: 15 s
 def test_adapter_of_another_base_is_refused_before_writing(model_cache, tmp_path, capsys):
     adapter = tiny_adapter(tmp_path / "adapter", model_cache, "quantization.method=none")
     out = tmp_path / "out"
