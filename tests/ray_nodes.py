@@ -37,15 +37,14 @@ def free_port() -> int:
 
 
 class Nodes:
-    """A head and any number of worker nodes; `auth` is RAY_AUTH_MODE for them and for clients
-    given `self.env` (set it explicitly: without it Ray turns token auth on whenever
-    ~/.ray/auth_token exists)."""
+    """A head and any number of worker nodes, with token auth, for them and for every client
+    given `self.env` (the token: ~/.ray/auth_token, which Ray creates on first use)."""
 
-    def __init__(self, base: Path, auth: str = "token"):
+    def __init__(self, base: Path):
         self.base = base
         self.tmp = Path(tempfile.mkdtemp(prefix="sqlt-ray-", dir="/tmp"))
         self.env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", RAY_TMPDIR=str(self.tmp),
-                        RAY_AUTH_MODE=auth, RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+                        RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
         self.env.pop("RAY_ADDRESS", None)
         self.port, self.dashboard = free_port(), free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -84,28 +83,15 @@ class Nodes:
             time.sleep(2)
         raise TimeoutError(f"node {name} did not join within {timeout}s: {self.logs(name)}")
 
-    def wait_for_dashboard(self, timeout: float = 180) -> None:
-        """Until the head's job server answers (it starts after the node has joined)."""
-        from ray.job_submission import JobSubmissionClient
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.procs[0].poll() is not None:
-                raise RuntimeError(f"the head exited: {self.logs('head')}")
-            try:
-                JobSubmissionClient(self.dashboard_url).list_jobs()
-                return
-            except Exception:
-                time.sleep(1)
-        raise TimeoutError(f"dashboard at {self.dashboard_url} did not come up: {self.logs('head')}")
-
     def logs(self, name: str, chars: int = 1500) -> str:
         """The tail of node `name`'s `ray start` output and of Ray's session logs (for failures)."""
         parts = [f"--- node-{name}.log\n{(self.base / f'node-{name}.log').read_text()[-chars:]}"]
-        session = self.tmp / "session_latest" / "logs"
-        for file in LOG_FILES:
-            if (session / file).is_file():
-                parts.append(f"--- {file}\n{(session / file).read_text(errors='replace')[-chars:]}")
+        for session in self.tmp.glob("**/session_latest/logs"):
+            for file in LOG_FILES:
+                if (session / file).is_file():
+                    parts.append(f"--- {file}\n{(session / file).read_text(errors='replace')[-chars:]}")
+        busy = subprocess.run(["ps", "-eo", "pid,pcpu,etime,args", "--sort=-pcpu"], capture_output=True, text=True)
+        parts.append("--- busiest processes\n" + "\n".join(ln[:200] for ln in busy.stdout.splitlines()[:12]))
         return "\n".join(parts)
 
     def stop(self) -> None:

@@ -293,6 +293,23 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_unint
     assert (Path(result.adapter_dir) / "adapter_model.safetensors").exists()
 
 
+def test_each_run_gets_its_own_folder_on_a_shared_storage_path(tmp_path, model_cache, mini_dir):
+    import shutil
+
+    from sqltrain.train.driver import run_id, storage_run_name
+
+    first, rerun = tmp_path / "a" / "run", tmp_path / "b" / "run"
+    shards(first, model_cache, mini_dir, repeat_first=False)
+    shutil.copytree(first / "data", rerun / "data")
+    name = storage_run_name(train_cfg(first, model_cache))
+    assert name == storage_run_name(train_cfg(first, model_cache)) and name.startswith("run-")  # stable
+    other_lr = train_cfg(first, model_cache, "train.lr=5e-3")
+    assert run_id(other_lr) != run_id(train_cfg(first, model_cache)) and storage_run_name(other_lr) != name
+    # The same config and shards in a fresh run_dir: the same run id, but not the first run's folder.
+    assert run_id(train_cfg(rerun, model_cache)) == run_id(train_cfg(first, model_cache))
+    assert storage_run_name(train_cfg(rerun, model_cache)) != name
+
+
 def test_resume_refuses_checkpoints_of_other_shards(tmp_path, model_cache, mini_dir):
     # Checkpoints exist (the snapshot file) and were written for shards with another fingerprint.
     from sqltrain.train.driver import _check_resumable, run_id
