@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from sqltrain.raycluster import LOCAL_MARK, SharedProbe, job_copy_paths, missing_paths
+
+sys.path.insert(0, str(Path(__file__).parent))
+from ray_nodes import free_port, kill_group  # noqa: E402
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -44,19 +45,13 @@ ray.shutdown()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def other_ray(tmp_path):
     """Another Ray cluster alive on this machine (`ray start --head`, its own temp dir)."""
     tmp = tempfile.mkdtemp(prefix="sqlt-other-", dir="/tmp")
     env = dict(os.environ, RAY_TMPDIR=tmp, RAY_USAGE_STATS_ENABLED="0", PATH=f"{BIN}:{os.environ['PATH']}")
     env.pop("RAY_ADDRESS", None)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([str(BIN / "ray"), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
                              "--node-ip-address", "127.0.0.1", "--include-dashboard", "false", "--disable-usage-stats"],
                             env=env, start_new_session=True, stdout=open(tmp_path / "other.log", "w"),
@@ -68,11 +63,7 @@ def other_ray(tmp_path):
             time.sleep(1)
         yield f"127.0.0.1:{port}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        kill_group(proc)
         subprocess.run(["rm", "-rf", tmp])
 
 
