@@ -198,6 +198,15 @@ class TrainConfig(Section):
     export: Literal["best", "last"] = "best"
     """Which checkpoint becomes {run_dir}/train/adapter: lowest finite dev loss, or the last."""
     seed: int = Field(42, ge=0)
+    shuffle_buffer: int = Field(0, ge=0)
+    """Rows in each worker's shuffle buffer (Ray Data's local shuffle, reseeded every epoch with
+    seed + epoch) before the rows are length-grouped; 0 keeps the shards' order, in which only
+    the micro batches of each 32-batch window are shuffled. Spider's train files are sorted by
+    database with train_others last, so with 0 a window holds one or two databases and every
+    epoch ends on train_others. A buffer of at least the rows per worker (Spider: 8,659 /
+    train.num_workers) is a full shuffle each epoch and holds those rows' token ids in memory.
+    0 by default until an ablation on the validation split picks it and the README's figures,
+    measured in shard order, are re-run with it."""
     log_every: int = Field(10, ge=1)
     eval_every: int = Field(200, ge=1)
     """Dev loss every N optimizer steps (and at the end)."""

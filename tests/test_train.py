@@ -86,6 +86,48 @@ def test_length_grouping_keeps_similar_lengths_together_and_drops_the_tail():
     assert padded < 1.2 * sum(len(r[0]) for g in groups for r in g)
 
 
+@pytest.mark.slow  # starts a local Ray: the shuffle is Ray Data's own
+def test_shuffle_buffer_mixes_a_database_sorted_shard_every_epoch_and_resumes_exactly(ray_local):
+    """Rows in Spider's order (sorted by database, train_others last) as a real Ray Data shard.
+    In shard order, the last quarter of the rows only ever lands in the last micro batches of an
+    epoch; with a buffer of all rows it is spread over the epoch, differently each epoch, the
+    same for the same seed, and a resumed stream continues with the micro batch after the skip."""
+    import ray.data
+
+    from sqltrain.train.data import micro_batch_stream
+
+    n, mb = 512, 4
+    per_epoch = n // mb
+    rng = random.Random(0)  # row i holds the token id i + 1, with a random length
+    items = [{"input_ids": [i + 1] * k, "labels": [i + 1] * k} for i, k in enumerate(rng.randint(4, 60) for _ in range(n))]
+    shard = ray.data.from_items(items, override_num_blocks=8).iterator()
+
+    def epochs(count, buffer, seed=42, skip=0):
+        stream = micro_batch_stream(shard, mb, per_epoch, seed, skip=skip, shuffle_buffer=buffer)
+        batches = [sorted(int(r[0]) - 1 for r in next(stream)["input_ids"]) for _ in range(count * per_epoch - skip)]
+        return batches
+
+    def groups(batches):
+        return {tuple(b) for b in batches}
+
+    def late_rows_in_first_half(batches):  # rows of the last quarter, in the epoch's first half
+        return sum(i >= 3 * n // 4 for b in batches[:per_epoch // 2] for i in b)
+
+    ordered = epochs(1, buffer=0)
+    assert late_rows_in_first_half(ordered) == 0  # today's shard order: the tail comes last
+    shuffled = epochs(2, buffer=n)
+    first, second = shuffled[:per_epoch], shuffled[per_epoch:]
+    assert sorted(i for b in first for i in b) == list(range(n))  # every row once per epoch
+    assert late_rows_in_first_half(first) > n // 16  # ~n/8 expected when fully mixed
+    assert sorted(i for b in second for i in b) == list(range(n))
+    # Other rows share a micro batch in the next epoch (not merely the same batches reordered).
+    assert len(groups(first) & groups(second)) < per_epoch // 4
+    assert epochs(2, buffer=n) == shuffled  # reproducible for the seed...
+    assert len(groups(epochs(1, buffer=n, seed=7)) & groups(first)) < per_epoch // 4  # ...and a function of it
+    skip = per_epoch + 9  # resume inside the second epoch
+    assert epochs(2, buffer=n, skip=skip) == shuffled[skip:]
+
+
 def test_deepspeed_config_follows_train_and_zero_sections(tmp_path):
     cfg = load_config(None, ["deepspeed.stage=3", "train.micro_batch_size=2", "train.grad_accum=8",
                              "deepspeed.offload_optimizer=true", "train.max_grad_norm=0.5"])

@@ -5,6 +5,10 @@ whose order is then shuffled) and dynamically padded to the longest row of each 
 short Spider examples do not pay for long ones. Every worker yields exactly the same number of
 micro batches per epoch (Ray Train splits the rows equally), which DeepSpeed's collectives need.
 
+Row order: the shards keep the benchmark's order, and Spider's train files are sorted by
+database (train_others last), so a window holds one or two databases. `train.shuffle_buffer`
+rows of Ray Data's local shuffle buffer, seeded per epoch, mix them before the windows are cut.
+
 With train.packing the same micro batches are collated padding-free instead (`pack_batch`):
 the examples are concatenated, position ids restart at 0 for each, and no attention mask is
 passed, which makes transformers keep attention inside each example (see `pack_batch`).
@@ -224,15 +228,16 @@ def length_grouped(rows: Iterable[tuple[Any, Any]], micro_batch_size: int, rng: 
 
 
 def epoch_micro_batches(data_iter, micro_batch_size: int, count: int, seed: int, device=None,
-                        collate=pad_batch) -> Iterator[dict]:
+                        collate=pad_batch, shuffle_buffer: int = 0) -> Iterator[dict]:
     """Exactly `count` micro batches (padded, or packed by `collate`) from one pass over a
-    worker's shard.
+    worker's shard, its rows first shuffled in a buffer of `shuffle_buffer` rows (0: shard order).
 
     The shard is read to its end even after `count` batches, so that the next epoch of Ray
     Data's streaming split starts cleanly on every worker.
     """
     rng = random.Random(seed)
-    grouped = length_grouped(_rows(data_iter.iter_batches(batch_format="numpy")), micro_batch_size, rng)
+    shuffle = {"local_shuffle_buffer_size": shuffle_buffer, "local_shuffle_seed": seed} if shuffle_buffer else {}
+    grouped = length_grouped(_rows(data_iter.iter_batches(batch_format="numpy", **shuffle)), micro_batch_size, rng)
     produced = 0
     for group in grouped:
         if produced < count:
@@ -243,14 +248,15 @@ def epoch_micro_batches(data_iter, micro_batch_size: int, count: int, seed: int,
 
 
 def micro_batch_stream(data_iter, micro_batch_size: int, per_epoch: int, seed: int, skip: int = 0, device=None,
-                       collate=pad_batch):
+                       collate=pad_batch, shuffle_buffer: int = 0):
     """Endless micro batches over epochs, skipping the first `skip` (those a resumed run has seen).
-    The grouping does not depend on `collate`, so packed and padded runs see the same examples
-    in the same micro batches and skip the same ones on resume."""
+    Each epoch's order is a function of `seed + epoch` alone (shuffle buffer included), so a
+    resumed run skips exactly what it trained. The grouping does not depend on `collate`, so
+    packed and padded runs see the same examples in the same micro batches."""
     epoch, skip_in_epoch = divmod(skip, per_epoch)
     while True:
         for i, batch in enumerate(epoch_micro_batches(data_iter, micro_batch_size, per_epoch, seed + epoch, device,
-                                                      collate)):
+                                                      collate, shuffle_buffer)):
             if i >= skip_in_epoch:
                 yield batch
         skip_in_epoch = 0

@@ -97,7 +97,7 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     stream = micro_batch_stream(
         ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan.steps_per_epoch * cfg.train.grad_accum,
         cfg.train.seed, skip=state.step * cfg.train.grad_accum, device=device,
-        collate=collator(cfg.train.packing, cfg.model.attn_implementation),
+        collate=collator(cfg.train.packing, cfg.model.attn_implementation), shuffle_buffer=cfg.train.shuffle_buffer,
     )
     faults.install(faults.parse(config_dict["faults"]), engine.module, state, rank, world,
                    first_attempt=checkpoint is None)
