@@ -275,6 +275,14 @@ class GenerateConfig(Section):
     capture); full: vLLM's default torch.compile + CUDA graphs (tens of seconds of start-up,
     cached under ~/.cache/vllm, fastest steps). eager by default: a Spider-sized split decodes
     a few hundred steps, which the start-up of the others would outweigh."""
+    vllm_stop: Literal["logits", "truncate"] = "logits"
+    """vllm: where the stop rule (stop once the text holds a finished SQL answer, as the hf
+    engine does) runs. logits: a logits processor forces end-of-sequence during decoding; vLLM
+    0.25 then falls back from its V2 model runner to V1. truncate: no processor (the V2 runner
+    may serve the requests); each output is decoded to end-of-sequence or max_new_tokens and cut
+    where the rule would have stopped it: the same predictions, plus the tokens a model writes
+    after its answer before it stops (few for a fine-tuned adapter, which ends with EOS; up to
+    max_new_tokens for a base model that rambles). new_tokens counts the tokens decoded."""
 
     @field_validator("num_candidates", "tensor_parallel_size")
     @classmethod

@@ -244,6 +244,11 @@ def _hf_stop(tok, ids: list[int]) -> int:
 
 def _tracker_stop(tok, ids: list[int]) -> int:
     """Tokens the vllm engine keeps: the tracker sees the output list grow, as in vLLM."""
+    return _tracker_finish(tok, ids) or len(ids)
+
+
+def _tracker_finish(tok, ids: list[int]) -> int | None:
+    """After how many tokens the tracker forces end-of-sequence (None: never)."""
     from sqltrain.generate.stopping import SQLStopTracker
 
     tracker, out = SQLStopTracker(tok), []
@@ -253,7 +258,7 @@ def _tracker_stop(tok, ids: list[int]) -> int:
         if tracker.finished():
             assert tracker.finished() == [(0, tok.eos_token_id)]
             return t
-    return len(ids)
+    return None
 
 
 @pytest.mark.parametrize("raw,sql", RAW_OUTPUTS)
@@ -265,6 +270,35 @@ def test_vllm_and_hf_stop_at_the_same_token(tok, raw, sql) -> None:
     assert kept == _hf_stop(tok, ids)
     text = tok.decode(ids[:kept], skip_special_tokens=True)
     assert extract_sql(text) == sql
+
+
+@pytest.mark.parametrize("raw,sql", RAW_OUTPUTS)
+def test_truncating_after_decoding_keeps_what_the_tracker_keeps(tok, raw, sql) -> None:
+    """generate.vllm_stop=truncate: the output decoded on (here: the rest of the raw text and an
+    EOS) is cut to exactly the tokens the logits processor would have let through."""
+    from sqltrain.generate.extract import extract_sql
+    from sqltrain.generate.vllm_engine import completion_of
+
+    ids = tok(raw, add_special_tokens=False)["input_ids"]
+    kept = _tracker_finish(tok, ids)
+    decoded = [*ids, tok.eos_token_id]
+    lps = [-0.1 * (i + 1) for i in range(len(decoded))]
+    out = SimpleNamespace(text=raw, token_ids=decoded, logprobs=[{t: SimpleNamespace(logprob=v)} for t, v in zip(decoded, lps)])
+    text, cut_ids, cut_lps = completion_of(out, cut_with=tok)
+    if kept is not None:  # the processor would have forced EOS after token `kept`: cut there
+        assert (cut_ids, cut_lps) == (ids[:kept], lps[:kept])
+        assert text == tok.decode(ids[:kept], skip_special_tokens=True)
+    else:  # the rule never fires: the output is kept whole, as vLLM gave it
+        assert (text, cut_ids, cut_lps) == (raw, decoded, lps)
+    assert extract_sql(text) == sql
+
+
+def test_truncate_mode_asks_vllm_for_no_processor() -> None:
+    from sqltrain.generate.vllm_engine import llm_kwargs, sampling_kwargs
+
+    gen = load_config(None, ["generate.vllm_stop=truncate"]).generate
+    assert "logits_processors" not in llm_kwargs(gen, "/m", "/t", 8, 1.0)
+    assert "extra_args" not in sampling_kwargs(gen, {2}, 2)
 
 
 def test_no_stop_string_could_do_this() -> None:
@@ -378,3 +412,12 @@ def test_vllm_engine_on_a_gpu(tmp_path) -> None:
             assert len(answer) == complete[0], text
     out = gen(batch)
     assert list(out["index"]) == batch["index"] and len(out["sql"]) == len(rows)
+    # generate.vllm_stop=truncate: no logits processor, the same rule after decoding, the same text.
+    del gen
+    import gc
+
+    gc.collect()
+    torch.cuda.empty_cache()
+    cut = load_config(None, [*over, "generate.vllm_stop=truncate"])
+    gen = VLLMGenerator(cut.to_dict(), adapter=str(tmp_path / "adapter"))
+    assert [c[0][0] for c in gen.completions(batch["prompt"])[0]] == [c[0][0] for c in tuned]

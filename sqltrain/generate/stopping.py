@@ -7,6 +7,9 @@ engine runs a logits processor (generate/vllm_logits.py) that, before each step,
 question of each running sequence and forces end-of-sequence on those that are done: the text
 then ends at the same token as on the hf engine. `SQLStopTracker` is that processor's logic on
 plain values (batch rows, growing token-id lists), so it is tested without vLLM.
+With generate.vllm_stop=truncate the same rule is applied after decoding instead
+(`stop_length`): vLLM decodes without the processor and each output is cut where it would have
+stopped, which gives the same text (the tokens before the cut do not depend on it).
 """
 
 from __future__ import annotations
@@ -73,3 +76,13 @@ class SQLStopTracker:
             else:
                 self.checked[row] = n
         return done
+
+
+def stop_length(tokenizer, ids: list[int], ending: frozenset[int] | None = None) -> int | None:
+    """How many of a finished output's tokens the tracker would have let through: the shortest
+    prefix that ends in an ending token and whose text is a finished answer; None if none is."""
+    ending = ending_token_ids(tokenizer) if ending is None else ending
+    for n, token in enumerate(ids, start=1):
+        if token in ending and sql_complete(tokenizer.decode(ids[:n], skip_special_tokens=True)):
+            return n
+    return None

@@ -5,7 +5,8 @@ dequantized safetensors dir in model.cache_dir) and, with an adapter, the PEFT d
 vLLM's LoRA support (no merge). Same contract as the hf engine: the rendered prompts go in
 as token ids (encoded like the hf engine, without special tokens, since the chat template
 already holds them), greedy by default, and a sequence stops at the same token as on the hf
-engine (a logits processor, see generate/stopping.py); the same prediction columns come out.
+engine (a logits processor, or the same rule applied after decoding with
+generate.vllm_stop=truncate; see generate/stopping.py); the same prediction columns come out.
 
 Inside a Ray actor the engine runs in the actor's own process (VLLM_ENABLE_V1_MULTIPROCESSING=0,
 executor "uni") when it has one GPU: no EngineCore process spawned from the actor, no IPC;
@@ -25,6 +26,7 @@ from typing import Any
 
 from sqltrain.config import ConfigError, GenerateConfig, config_from_dict
 from sqltrain.generate.candidates import Completion, candidates, prediction_columns
+from sqltrain.generate.stopping import stop_length
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """The max_lora_rank values vLLM 0.25 accepts (vllm.config.lora.MaxLoRARanks)."""
@@ -87,8 +89,10 @@ def llm_kwargs(gen: GenerateConfig, model: str, tokenizer: str, lora_rank: int |
         distributed_executor_backend="uni" if tp == 1 else "mp",
         gpu_memory_utilization=round(gen.gpu_memory_utilization * min(1.0, gpu_share), 4),
         generation_config="vllm",  # only our SamplingParams count, not generation_config.json defaults
-        logits_processors=[STOP_PROCESSOR], **compile_kwargs(gen.vllm_compile),
+        **compile_kwargs(gen.vllm_compile),
     )
+    if gen.vllm_stop == "logits":
+        kwargs["logits_processors"] = [STOP_PROCESSOR]
     if lora_rank is not None:
         kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(lora_rank), max_loras=1)
     return kwargs
@@ -98,9 +102,10 @@ def sampling_kwargs(gen: GenerateConfig, stop_ids: set[int], eos_id: int) -> dic
     """Arguments of vllm.SamplingParams: the hf engine's decoding, stopping and candidates."""
     kwargs: dict[str, Any] = dict(
         n=gen.num_candidates, max_tokens=gen.max_new_tokens, stop_token_ids=sorted(stop_ids),
-        skip_special_tokens=True, extra_args={STOP_KEY: eos_id},
-        temperature=gen.temperature, top_p=gen.top_p if gen.temperature > 0 else 1.0,
+        skip_special_tokens=True, temperature=gen.temperature, top_p=gen.top_p if gen.temperature > 0 else 1.0,
     )
+    if gen.vllm_stop == "logits":
+        kwargs["extra_args"] = {STOP_KEY: eos_id}  # the processor acts on requests that name their EOS
     if gen.temperature > 0:
         kwargs["seed"] = gen.seed  # per request (vLLM gives candidate i seed + i)
     if gen.num_candidates > 1:
@@ -129,11 +134,15 @@ def model_stop_ids(model_dir: str, tokenizer) -> set[int]:
     return ids | {tokenizer.eos_token_id}
 
 
-def completion_of(output) -> Completion:
-    """(text, token ids, per-token log-probabilities) of a vllm CompletionOutput."""
+def completion_of(output, cut_with=None) -> Completion:
+    """(text, token ids, per-token log-probabilities) of a vllm CompletionOutput; `cut_with`
+    (a tokenizer) cuts it where the stop rule would have ended it (generate.vllm_stop=truncate)."""
     ids = list(output.token_ids)
     lps = None if output.logprobs is None else [pos[t].logprob for t, pos in zip(ids, output.logprobs)]
-    return output.text, ids, lps
+    keep = stop_length(cut_with, ids) if cut_with is not None else None
+    if keep is None:
+        return output.text, ids, lps
+    return cut_with.decode(ids[:keep], skip_special_tokens=True), ids[:keep], None if lps is None else lps[:keep]
 
 
 class VLLMGenerator:
@@ -166,8 +175,10 @@ class VLLMGenerator:
         """Per prompt: its num_candidates completions, and the new tokens generated for it."""
         outs = self.llm.generate(prompt_inputs(self.tokenizer, prompts), self.params, use_tqdm=False,
                                  lora_request=self.lora)
-        per_prompt = [[completion_of(o) for o in sorted(r.outputs, key=lambda o: o.index)] for r in outs]
-        return per_prompt, [sum(len(ids) for _, ids, _ in c) for c in per_prompt]
+        cut_with = self.tokenizer if self.cfg.generate.vllm_stop == "truncate" else None
+        per_prompt = [[completion_of(o, cut_with) for o in sorted(r.outputs, key=lambda o: o.index)] for r in outs]
+        decoded = [sum(len(o.token_ids) for o in r.outputs) for r in outs]  # the work done, cut or not
+        return per_prompt, decoded
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Ray Data batch (columns index, id, db_id, prompt, ...) -> predictions columns."""
