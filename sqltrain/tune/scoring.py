@@ -24,10 +24,15 @@ from sqltrain.io import atomic_write_text
 from sqltrain.tune.search import with_values
 
 
+def trial_run_dir(base_run_dir: str, trial_id: str) -> str:
+    """Where a trial writes: {run_dir}/tune/<trial_id>."""
+    return f"{base_run_dir}/tune/{trial_id}"
+
+
 def trial_config(base: dict[str, Any], sampled: dict[str, Any], trial_id: str) -> Config:
     """The base config with the trial's sampled values, writing under {run_dir}/tune/<trial_id>
     (its training metrics go to the base run's tracking run, under tune/<trial_id>/)."""
-    return with_values(base, {**sampled, "run_dir": f"{base['run_dir']}/tune/{trial_id}",
+    return with_values(base, {**sampled, "run_dir": trial_run_dir(base["run_dir"], trial_id),
                               "tracking.prefix": f"tune/{trial_id}"})
 
 
@@ -41,8 +46,7 @@ def score_trial(base: Config, trial: dict[str, Any], log=print) -> float:
     from sqltrain.evaluate.runner import run_evaluate
     from sqltrain.generate.pipeline import run_generate
 
-    cfg = with_values(trial_config(base.to_dict(), trial["config"], trial["trial_id"]).to_dict(),
-                      {"generate.limit": base.tune.eval_limit})
+    cfg = trial_config(base.to_dict(), {**trial["config"], "generate.limit": base.tune.eval_limit}, trial["trial_id"])
     run, name, split = Path(trial["run_dir"]), score_name(cfg), cfg.tune.eval_split
     summary = run / "eval" / name / "summary.json"
     if summary.is_file():
@@ -54,15 +58,11 @@ def score_trial(base: Config, trial: dict[str, Any], log=print) -> float:
     return ex
 
 
-def best_config(base: Config, best: dict[str, Any]) -> Config:
-    """The base config with the best trial's values: a `sqltrain pipeline` config that trains in
-    the base run_dir (whose prepared data it reuses) with what won the search."""
-    return with_values(base.to_dict(), best["config"])
-
-
 def write_best_yaml(base: Config, best: dict[str, Any], path: Path) -> None:
-    """{run_dir}/tune/best.yaml: the best trial's full config, with a header naming the trial."""
-    cfg = best_config(base, best)
+    """{run_dir}/tune/best.yaml: the base config with the best trial's values, a header naming the
+    trial: a `sqltrain pipeline` config that trains in the base run_dir (whose prepared data it
+    reuses) with what won the search."""
+    cfg = with_values(base.to_dict(), best["config"])
     header = (f"# Best trial of `sqltrain tune` ({base.tune.metric}={best['metric']:.4f}, {base.tune.mode}): "
               f"{best['trial_id']}\n# its adapter: {best['adapter_dir']}\n"
               f"# reproduce: sqltrain pipeline --config {path}\n")

@@ -30,7 +30,7 @@ from ray.tune import Callback
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_text
 from sqltrain.typed_json import JsonRecord
-from sqltrain.tune.scoring import score_trial, trial_config, write_best_yaml
+from sqltrain.tune.scoring import score_trial, trial_config, trial_run_dir, write_best_yaml
 from sqltrain.tune.search import DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space
 
 TRIAL_METRIC = "dev_loss"
@@ -77,7 +77,7 @@ class TrialEnds(Callback):
         self.run_dir = run_dir
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        atomic_write_text(Path(self.run_dir) / "tune" / trial.trial_id / ENDED, "")
+        atomic_write_text(Path(trial_run_dir(self.run_dir, trial.trial_id)) / ENDED, "")
 
 
 def _share_data(base_run_dir: str, trial_run_dir: str) -> None:
@@ -192,7 +192,7 @@ def trial_record(result, cfg: Config) -> dict[str, Any]:
     """One trial of the ResultGrid as results.json lists it."""
     m = result.metrics or {}
     trial_id = m["trial_id"]  # Tune fills it in every result, even a trial's that never reported
-    run_dir = f"{cfg.run_dir}/tune/{trial_id}"
+    run_dir = trial_run_dir(cfg.run_dir, trial_id)
     return {
         "trial_id": trial_id,
         "config": {k: (v.item() if hasattr(v, "item") else v) for k, v in (result.config or {}).items()},
