@@ -7,7 +7,9 @@ it (the adapter's sqltrain_config.yaml: same quantization and dtype), puts the a
 weights on it as trainable bf16 tensors (as DeepSpeed held them), and runs forward + backward on
 each saved batch twice: eager, then with the run's regional torch.compile. For each pass it
 reports the loss, the global gradient norm (as clipping computes it), the first decoder layer
-whose output is not finite, and the LoRA tensors with non-finite gradients.
+whose output is not finite, and the LoRA tensors with non-finite gradients, per layer; the eager
+pass also names, with backward hooks, the module where the gradient first stops being finite
+(`born_in`), and the report keeps the end of each replayed row's text (which examples they are).
 
 The adapter is a later or earlier checkpoint than the weights at the skipped step, so a batch
 that does not reproduce is not proof of innocence; one that does names its layer.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -51,14 +54,67 @@ def decoder_layers(model):
     return list(inner.layers)
 
 
-def one_pass(model, batches: list[dict]) -> dict:
-    """Forward + backward over the step's micro batches; where things stop being finite."""
+LAYER = re.compile(r"layers\.(\d+)\.")
+LORA = re.compile(r"(\w+)\.lora_([AB])\.")
+
+
+def grads_by_layer(names: list[str]) -> dict[str, list[str]]:
+    """'...layers.8.self_attn.q_proj.lora_A.default.weight' -> {'8': ['q_proj.A']}: where the
+    non-finite LoRA gradients are, compact enough to read the pattern (which layers, which modules)."""
+    out: dict[str, list[str]] = {}
+    for n in names:
+        layer, lora = LAYER.search(n), LORA.search(n)
+        key = layer.group(1) if layer else "other"
+        out.setdefault(key, []).append(f"{lora.group(1)}.{lora.group(2)}" if lora else n)
+    return dict(sorted(out.items(), key=lambda kv: (not kv[0].isdigit(), int(kv[0]) if kv[0].isdigit() else 0)))
+
+
+def _all_finite(grads) -> bool | None:
+    """None when no gradient was given (a module called with keyword tensors only: its hook sees none)."""
+    given = [g for g in grads if g is not None]
+    return all(bool(g.isfinite().all()) for g in given) if given else None
+
+
+def trace_backward(model):
+    """Full backward hooks on every module inside the decoder layers. Each hook fires when the
+    backward pass has computed the gradient of its module's inputs, innermost modules first, so the
+    first event whose output gradient is finite and input gradient is not names the module where the
+    non-finite gradient is born (a parent module there, and no child before it, means an op between
+    its children: e.g. self_attn with finite o_proj but non-finite q_proj output = the attention core).
+    Returns (events, handles); events are (module name, output grads finite, input grads finite or
+    None when the hook saw no input gradient)."""
+    events: list[tuple[str, bool | None, bool | None]] = []
+
+    def hook(name):
+        return lambda module, grad_in, grad_out: events.append((name, _all_finite(grad_out), _all_finite(grad_in)))
+
+    handles = [m.register_full_backward_hook(hook(name)) for name, m in model.named_modules()
+               if LAYER.search(name + ".") and not name.endswith((".lora_dropout", ".default", ".base_layer"))
+               and not LORA.search(name + ".")]
+    return events, handles
+
+
+def summarize_trace(events: list[tuple[str, bool | None, bool | None]]) -> dict:
+    """Where the first non-finite gradient appears, and the events around it."""
+    first = next((i for i, (_, out_ok, in_ok) in enumerate(events) if out_ok is False or in_ok is False), None)
+    born = next((name for name, out_ok, in_ok in events if out_ok is not False and in_ok is False), None)
+    if first is None:
+        return {"born_in": None, "trace": []}
+    word = {True: "ok", False: "NON-FINITE", None: "?"}
+    return {"born_in": born, "trace": [f"{n}: out {word[o]}, in {word[i]}" for n, o, i in events[max(first - 3, 0): first + 9]]}
+
+
+def one_pass(model, batches: list[dict], trace: bool = False) -> dict:
+    """Forward + backward over the step's micro batches; where things stop being finite. With
+    trace, backward hooks also name the module where the gradient first stops being finite (eager
+    only: hooks would split the compiled regions)."""
     import torch
 
     finite_out: list = []
     hooks = [layer.register_forward_hook(lambda m, a, out, i=i: finite_out.append(
         (i, torch.isfinite(out[0] if isinstance(out, tuple) else out).all())))
         for i, layer in enumerate(decoder_layers(model))]
+    events, bw_hooks = trace_backward(model) if trace else ([], [])
     model.zero_grad(set_to_none=True)
     losses = []
     try:
@@ -66,16 +122,27 @@ def one_pass(model, batches: list[dict]) -> dict:
             batch = {k: v.to(model.device) for k, v in b.items()}
             loss = model(**batch).loss / len(batches)
             loss.backward()
-            losses.append(float(loss) * len(batches))
+            losses.append(float(loss.detach()) * len(batches))
     finally:
-        for h in hooks:
+        for h in hooks + bw_hooks:
             h.remove()
     bad_layers = sorted({i for i, ok in finite_out if not bool(ok)})
     grads = {n: p.grad for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
     norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads.values()]))
     bad_grads = [n for n, g in grads.items() if not torch.isfinite(g).all()]
-    return {"losses": losses, "grad_norm": float(norm), "first_nonfinite_layer": bad_layers[0] if bad_layers else None,
-            "nonfinite_layers": bad_layers, "nonfinite_grads": bad_grads[:10], "n_nonfinite_grads": len(bad_grads)}
+    report = {"losses": losses, "grad_norm": float(norm), "first_nonfinite_layer": bad_layers[0] if bad_layers else None,
+              "nonfinite_layers": bad_layers, "n_nonfinite_grads": len(bad_grads), "n_lora_grads": len(grads),
+              "nonfinite_grads_by_layer": grads_by_layer(bad_grads)}
+    return report | (summarize_trace(events) if trace else {})
+
+
+def batch_rows(tokenizer, batches: list[dict], tail_chars: int = 400) -> list[str]:
+    """The end of each row's text (question, schema tail and target SQL): which examples these are."""
+    rows = []
+    for b in batches:
+        for ids, mask in zip(b["input_ids"], b["attention_mask"]):
+            rows.append(tokenizer.decode(ids[mask.bool()], skip_special_tokens=True)[-tail_chars:])
+    return rows
 
 
 def main(argv=None) -> int:
@@ -94,20 +161,29 @@ def main(argv=None) -> int:
         print(f"no saved batches under {run / 'train' / 'nonfinite'}: no step was skipped")
         return 0
     cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"))
+    from sqltrain.model.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(cfg.model)
     saved = {f.name: torch.load(f) for f in files}
-    report = {"eager": {}, "compiled": {}}
+    report = {"eager": {}, "compiled": {}, "rows": {}}
     for name, batches in saved.items():
-        report["eager"][name] = one_pass(model, batches) | {"shapes": [list(b["input_ids"].shape) for b in batches]}
+        report["eager"][name] = one_pass(model, batches, trace=True) | {
+            "shapes": [list(b["input_ids"].shape) for b in batches]}
+        report["rows"][name] = batch_rows(tokenizer, batches)
     torch._dynamo.config.recompile_limit = 64
     compile_regions_deepspeed(model, backend=args.backend)
     for name, batches in saved.items():
         report["compiled"][name] = one_pass(model, batches)
-    for mode, rows in report.items():
-        for name, r in rows.items():
+    for mode in ("eager", "compiled"):
+        for name, r in report[mode].items():
             finite = all(math.isfinite(x) for x in r["losses"]) and math.isfinite(r["grad_norm"])
             print(f"{mode:8s} {name}: losses {[round(x, 4) for x in r['losses']]} grad norm {r['grad_norm']:.4g} "
-                  f"{'finite' if finite else 'NON-FINITE'}; first non-finite layer {r['first_nonfinite_layer']}; "
-                  f"{r['n_nonfinite_grads']} non-finite LoRA grads {r['nonfinite_grads'][:3]}")
+                  f"{'finite' if finite else 'NON-FINITE'}; first non-finite layer output {r['first_nonfinite_layer']}; "
+                  f"{r['n_nonfinite_grads']} of {r['n_lora_grads']} LoRA grads non-finite")
+            if r["n_nonfinite_grads"]:
+                print(f"         by layer: {r['nonfinite_grads_by_layer']}")
+            if r.get("born_in"):
+                print(f"         non-finite gradient born in: {r['born_in']}")
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
     return 0
