@@ -15,7 +15,9 @@ The adapter is a later or earlier checkpoint than the weights at the skipped ste
 that does not reproduce is not proof of innocence; one that does names its layer.
 
 GPU host, from the repository root:
-    python benchmarks/diagnose_nonfinite.py RUN_DIR [--adapter DIR] [--out FILE.json]
+    python benchmarks/diagnose_nonfinite.py RUN_DIR [--adapter DIR] [--out FILE.json] [key=value ...]
+Overrides change the replay's model config, to test a suspect: model.attn_implementation=eager
+(the SDPA kernel?), quantization.compute_dtype=fp32 (bf16 range?).
 """
 
 from __future__ import annotations
@@ -31,15 +33,14 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def load_model(adapter: Path):
+def load_model(adapter: Path, overrides: list[str] = ()):
     import torch
-    import yaml
     from peft import PeftModel
 
-    from sqltrain.config import config_from_dict
+    from sqltrain.config import load_config
     from sqltrain.model.loading import load_base_model
 
-    cfg = config_from_dict(yaml.safe_load((adapter / "sqltrain_config.yaml").read_text()))
+    cfg = load_config(adapter / "sqltrain_config.yaml", overrides)
     device_map = {"": 0} if torch.cuda.is_available() else None
     model = PeftModel.from_pretrained(load_base_model(cfg, device_map=device_map), str(adapter), is_trainable=True)
     for p in model.parameters():
@@ -151,7 +152,9 @@ def main(argv=None) -> int:
     p.add_argument("--adapter", help="adapter dir (default RUN_DIR/train/adapter)")
     p.add_argument("--out", help="write the report as JSON here too")
     p.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled pass")
-    args = p.parse_args(argv)
+    p.add_argument("overrides", nargs="*", help="config overrides for the replay, e.g. model.attn_implementation=eager "
+                                                "(is it the SDPA kernel?) or quantization.compute_dtype=fp32")
+    args = p.parse_intermixed_args(argv)  # RUN_DIR, options and key=value overrides in any order
     import torch
     from accelerate.utils import compile_regions_deepspeed
 
@@ -160,7 +163,7 @@ def main(argv=None) -> int:
     if not files:
         print(f"no saved batches under {run / 'train' / 'nonfinite'}: no step was skipped")
         return 0
-    cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"))
+    cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"), args.overrides)
     from sqltrain.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)

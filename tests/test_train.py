@@ -461,6 +461,18 @@ def test_an_inf_gradient_step_is_skipped_counted_and_training_finishes(tmp_path,
     assert _finite_adapter(Path(result.adapter_dir))
     assert rows[-1]["loss"] < rows[0]["loss"]  # it went on learning after the skipped step
     assert (run / "train" / "nonfinite" / "step-2-rank-1.pt").exists()  # kept for diagnose_nonfinite.py
+    # The replay script runs on what the worker kept (the injected inf is not in the batch: finite).
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import diagnose_nonfinite
+
+    out = tmp_path / "diagnose.json"
+    assert diagnose_nonfinite.main([str(run), "--backend", "eager", "--out", str(out),
+                                    "model.attn_implementation=eager"]) == 0
+    report = json.loads(out.read_text())
+    replay = report["eager"]["step-2-rank-1.pt"]
+    assert np_finite(replay["grad_norm"]) and replay["born_in"] is None and replay["n_nonfinite_grads"] == 0
+    assert report["compiled"]["step-2-rank-1.pt"]["n_nonfinite_grads"] == 0
+    assert all(isinstance(t, str) and t for t in report["rows"]["step-2-rank-1.pt"])
 
 
 def np_finite(x) -> bool:
