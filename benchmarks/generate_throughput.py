@@ -99,8 +99,10 @@ def batched(gen, rows: list[dict], batch_size: int) -> dict:
 
 def vllm_batched(cfg, rows: list[dict]) -> dict:
     """VLLMGenerator in-process: load timed apart, one warm-up call, then all rows in one call."""
+    from sqltrain.generate.pipeline import resolve_vllm_compile
     from sqltrain.generate.vllm_engine import VLLMGenerator
 
+    cfg = resolve_vllm_compile(cfg, None, len(rows))  # base model, one replica: what generate_rows would pick
     start = time.perf_counter()
     gen = VLLMGenerator(cfg.to_dict())
     load = time.perf_counter() - start

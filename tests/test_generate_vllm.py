@@ -89,7 +89,7 @@ def test_config_validation() -> None:
         ("generate.temperature=-0.1", "must be >= 0"),
         ("generate.gpu_memory_utilization=0", r"must be in \(0, 1\]"),
         ("generate.engine=tgi", "Input should be 'auto', 'hf' or 'vllm'"),
-        ("generate.vllm_compile=yes", "Input should be 'eager', 'cudagraphs' or 'full'"),
+        ("generate.vllm_compile=yes", "Input should be 'auto', 'eager', 'cudagraphs' or 'full'"),
     ]:
         with pytest.raises(ConfigError, match=msg):
             load_config(None, [bad])
@@ -153,6 +153,28 @@ def test_llm_kwargs() -> None:
     graphs = load_config(None, ["generate.vllm_compile=cudagraphs"]).generate
     assert llm_kwargs(graphs, "/m", "/t", None, 1.0)["compilation_config"] == {
         "mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}
+
+
+def test_auto_compile_captures_cuda_graphs_only_for_long_adapter_jobs() -> None:
+    from sqltrain.generate.pipeline import resolve_vllm_compile, timing
+
+    cfg = load_config(None, [])
+    assert cfg.generate.vllm_compile == "auto"
+
+    def pick(c, adapter, prompts, replicas=1):
+        return resolve_vllm_compile(c, adapter, prompts, replicas).generate.vllm_compile
+
+    assert pick(cfg, "/a", 1026) == "eager"  # the README's Spider runs: one greedy answer per question
+    assert pick(cfg, "/a", 2000) == "cudagraphs"
+    eight = load_config(None, ["generate.num_candidates=8", "generate.temperature=0.7"])
+    assert pick(eight, "/a", 1026) == "cudagraphs" and pick(eight, "/a", 1026, replicas=8) == "eager"
+    assert pick(eight, None, 10**6) == "eager"  # base models: graphs not measured to pay off
+    fixed = load_config(None, ["generate.vllm_compile=full"])
+    assert pick(fixed, "/a", 10**6) == "full" and pick(fixed, None, 1) == "full"
+    # The mode the replicas ran goes into the meta file (hf rows carry none).
+    row = {"engine": "vllm", "batch_start": 0.0, "batch_end": 2.0, "new_tokens": 3, "load_seconds": 1.0}
+    assert timing([row | {"vllm_compile": "cudagraphs"}])["vllm_compile"] == "cudagraphs"
+    assert "vllm_compile" not in timing([row | {"engine": "hf"}])
 
 
 def test_sampling_kwargs() -> None:

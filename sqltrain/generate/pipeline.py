@@ -160,6 +160,22 @@ def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
     return dealt, max(1, math.ceil(len(rows) / replicas))
 
 
+CUDAGRAPHS_FROM_ANSWERS = 2000
+"""generate.vllm_compile=auto captures CUDA graphs for an adapter from this many answers per
+replica: capture adds ~14 s to the engine start and saves ~10 ms per answer with LoRA (H100,
+2026-12-07: 69 -> 258 answers/s after load, docs/benchmarks.md), so it pays from ~1,300."""
+
+
+def resolve_vllm_compile(cfg: Config, adapter: str | None, prompts: int, replicas: int = 1) -> Config:
+    """cfg with generate.vllm_compile=auto made concrete for a job of `prompts` questions spread
+    over `replicas` (see GenerateConfig.vllm_compile)."""
+    gen = cfg.generate
+    if gen.vllm_compile != "auto":
+        return cfg
+    graphs = adapter is not None and prompts * gen.num_candidates / replicas >= CUDAGRAPHS_FROM_ANSWERS
+    return cfg.model_copy(update={"generate": gen.model_copy(update={"vllm_compile": "cudagraphs" if graphs else "eager"})})
+
+
 def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], log=print) -> list[dict[str, Any]]:
     """Run the actor pool over the (length-sorted) rows; returns prediction rows (any order)."""
     import ray
@@ -173,8 +189,11 @@ def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], 
     cluster = ray.cluster_resources()
     replicas, resources = actor_resources(cfg, cluster, log)
     engine = planned_engine(cfg, cluster)
+    if engine == "vllm":
+        cfg = resolve_vllm_compile(cfg, adapter, len(rows), replicas)
     rows, bs = batch_layout(engine, rows, replicas, cfg.generate.batch_size)
-    log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s) ({engine}), each with {resources}")
+    mode = f", {cfg.generate.vllm_compile}" if engine == "vllm" else ""
+    log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s) ({engine}{mode}), each with {resources}")
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # one bar below, counting predictions, instead of Ray's per-operator bars
     # vllm: hand out batches only once every replica has loaded, one at a time, so that
@@ -211,8 +230,10 @@ def timing(results: list[dict[str, Any]]) -> dict[str, Any]:
     engines = sorted({str(r["engine"]) for r in results})
     span = max(float(r["batch_end"]) for r in results) - min(float(r["batch_start"]) for r in results)
     new_tokens = sum(int(r["new_tokens"]) for r in results)
+    compile_modes = sorted({str(r["vllm_compile"]) for r in results if r.get("vllm_compile")})
     return {
         "engine": engines[0] if len(engines) == 1 else engines,
+        **({"vllm_compile": compile_modes[0]} if len(compile_modes) == 1 else {}),
         "load_seconds": round(max(float(r["load_seconds"]) for r in results), 2),
         "generate_seconds": round(span, 2),  # first batch start to last batch end, load excluded
         "tokens_per_s": round(new_tokens / max(span, 1e-9), 1),

@@ -65,10 +65,12 @@ class GenerationReplica:
         start = time.perf_counter()
         self.engine = make_engine(cfg_dict, adapter, gpu_share)
         self.load_seconds = round(time.perf_counter() - start, 3)
+        self.columns = {"vllm_compile": cfg_dict["generate"]["vllm_compile"]} if self.engine.engine == "vllm" else {}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         start = time.time()  # wall clock: spans of batches on different replicas are compared
         out = self.engine(batch)
         n = len(out["index"])
         return {**out, "engine": [self.engine.engine] * n, "load_seconds": [self.load_seconds] * n,
-                "batch_start": [start] * n, "batch_end": [time.time()] * n}
+                "batch_start": [start] * n, "batch_end": [time.time()] * n,
+                **{k: [v] * n for k, v in self.columns.items()}}

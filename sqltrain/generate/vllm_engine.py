@@ -72,8 +72,9 @@ def vllm_lora_rank(r: int) -> int:
 
 
 def compile_kwargs(mode: str) -> dict[str, Any]:
-    """LLM arguments for generate.vllm_compile."""
-    if mode == "eager":
+    """LLM arguments for generate.vllm_compile. auto is resolved by generate_rows, which knows the
+    job's size; an engine started without it (auto left) starts eager, the fastest start."""
+    if mode in ("eager", "auto"):
         return {"enforce_eager": True}
     if mode == "cudagraphs":  # full CUDA graphs of decode steps, captured from the uncompiled model
         return {"compilation_config": {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}}
