@@ -86,6 +86,33 @@ def test_length_grouping_keeps_similar_lengths_together_and_drops_the_tail():
     assert padded < 1.2 * sum(len(r[0]) for g in groups for r in g)
 
 
+@pytest.mark.slow  # starts a local Ray: the reference is the worker's own Ray Data ingest
+def test_rebuilt_batches_are_the_ones_a_one_worker_run_trains_on(tmp_path, model_cache, mini_dir, ray_local):
+    """benchmarks/rebuild_batches.py reads the shards in file order; the worker gets them through
+    Ray Data (preserve_order, a streaming split of one). Both give the same micro batches, in the
+    same steps, in the first and the second epoch."""
+    import ray.data
+
+    from sqltrain.train.data import NUMERIC_COLUMNS, micro_batch_stream
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import rebuild_batches
+
+    run = tmp_path / "run"
+    shards(run, model_cache, mini_dir, repeat_first=False)
+    info = inspect_split(str(run), "train")
+    ds = ray.data.read_parquet(info.files, override_num_blocks=4).select_columns(NUMERIC_COLUMNS)
+    ds.context.execution_options.preserve_order = True
+    (split,) = ds.streaming_split(1, equal=True)
+    per_epoch = info.rows // 4
+    stream = micro_batch_stream(split, 4, per_epoch, seed=7)
+    trained = [next(stream) for _ in range(per_epoch + 3)]  # into the second epoch
+    steps = [1, 5, per_epoch, per_epoch + 3]
+    rebuilt = rebuild_batches.rebuild(str(run), steps, seed=7, micro_batch_size=4)
+    for step in steps:
+        assert all(torch.equal(rebuilt[step][k], trained[step - 1][k]) for k in ("input_ids", "labels", "attention_mask"))
+
+
 @pytest.mark.slow  # starts a local Ray: the shuffle is Ray Data's own
 def test_shuffle_buffer_mixes_a_database_sorted_shard_every_epoch_and_resumes_exactly(ray_local):
     """Rows in Spider's order (sorted by database, train_others last) as a real Ray Data shard.
