@@ -163,7 +163,8 @@ def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
 CUDAGRAPHS_FROM_ANSWERS = 2000
 """generate.vllm_compile=auto captures CUDA graphs for an adapter from this many answers per
 replica: capture adds ~14 s to the engine start and saves ~10 ms per answer with LoRA (H100,
-2026-12-07: 69 -> 258 answers/s after load, docs/benchmarks.md), so it pays from ~1,300."""
+2026-12-07: 69 -> 258 answers/s after load, docs/benchmarks.md), so it pays from ~1,300; 2,000
+leaves room for hosts where eager decodes faster than that one measurement."""
 
 
 def resolve_vllm_compile(cfg: Config, adapter: str | None, prompts: int, replicas: int = 1) -> Config:
