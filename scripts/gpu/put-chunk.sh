@@ -1,14 +1,18 @@
-# one piece of big.tar per call; the last call (LAST=1) joins, checks and installs (scripts/gpu/README.md)
+# one piece of a set's tar per call (SET=big by default); the last call (LAST=1) joins, checks,
+# installs the wheels, moves the models and touches $W/$SET.ready (scripts/gpu/README.md)
 source .gpucarry/sh/env.sh
-cp .gpucarry/big/$1/chunk $W/parts/$1 && echo "got $1 $(du -sh $W/parts | cut -f1)"
+SET=${SET:-big}; P=$W/parts-$SET
+mkdir -p $P && cp .gpucarry/$SET/$1/chunk $P/$1 && echo "got $SET/$1 $(du -sh $P | cut -f1)"
 if [ -n "$LAST" ]; then
   set -e
-  cat $W/parts/p* > $W/big.tar && rm -rf $W/parts
-  cp .gpucarry/big/SHA256 $W/ && (cd $W && sha256sum -c SHA256)
-  mkdir -p $W/big && tar xf $W/big.tar -C $W/big && rm $W/big.tar
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 $W/big/*.whl
-  mv $W/big/*.gguf $W/repo/models/ && ls -la $W/repo/models
-  python3 -c "import vllm; print('vllm', vllm.__version__)"
-  touch $W/big.ready
+  cat $P/p* > $W/$SET.tar && rm -rf $P
+  cp .gpucarry/$SET/SHA256 $W/$SET.sha256 && (cd $W && sed "s/big.tar/$SET.tar/" $SET.sha256 | sha256sum -c)
+  mkdir -p $W/$SET && tar xf $W/$SET.tar -C $W/$SET && rm $W/$SET.tar
+  if ls $W/$SET/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 $W/$SET/*.whl
+    python3 -c "import vllm; print('vllm', vllm.__version__)"
+  fi
+  mv $W/$SET/*.gguf $W/repo/models/ 2>/dev/null; ls -la $W/repo/models
+  touch $W/$SET.ready
   cat $L/queue.log
 fi
