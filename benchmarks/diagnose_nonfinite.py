@@ -14,8 +14,14 @@ pass also names, with backward hooks, the module where the gradient first stops 
 The adapter is a later or earlier checkpoint than the weights at the skipped step, so a batch
 that does not reproduce is not proof of innocence; one that does names its layer.
 
+Without the run's adapter (weights stay on the GPU host), `--config CONFIG` builds the model from
+the run's config with a fresh LoRA whose B matrices are drawn from N(0, --lora-std) instead of
+zeros (a trained-looking adapter: with B = 0, A gets no gradient at all). Batches can be rebuilt
+from the shards with benchmarks/rebuild_batches.py, the skipped steps' and neighbouring steps'
+as controls: if only the skipped ones go non-finite, the examples are the cause, not the weights.
+
 GPU host, from the repository root:
-    python benchmarks/diagnose_nonfinite.py RUN_DIR [--adapter DIR] [--out FILE.json] [key=value ...]
+    python benchmarks/diagnose_nonfinite.py RUN_DIR [--adapter DIR | --config CONFIG] [--out FILE.json] [key=value ...]
 Overrides change the replay's model config, to test a suspect: model.attn_implementation=eager
 (the SDPA kernel?), quantization.compute_dtype=fp32 (bf16 range?).
 """
@@ -46,6 +52,26 @@ def load_model(adapter: Path, overrides: list[str] = ()):
     for p in model.parameters():
         if p.requires_grad:
             p.data = p.data.to(torch.bfloat16)  # DeepSpeed bf16 keeps the trainable module weights in bf16
+    model.config.use_cache = False
+    return cfg, model
+
+
+def fresh_lora_model(config: Path, overrides: list[str] = (), std: float = 0.02, seed: int = 0):
+    """The run's base model + a new LoRA with B ~ N(0, std) (see the module docstring)."""
+    import torch
+
+    from sqltrain.config import load_config
+    from sqltrain.model.loading import attach_lora, load_base_model
+
+    cfg = load_config(config, overrides)
+    device_map = {"": 0} if torch.cuda.is_available() else None
+    model = attach_lora(load_base_model(cfg, device_map=device_map), cfg)
+    gen = torch.Generator().manual_seed(seed)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            if "lora_B" in name:
+                p.data = (torch.randn(p.shape, generator=gen) * std).to(p.device)
+            p.data = p.data.to(torch.bfloat16)  # as DeepSpeed bf16 holds them
     model.config.use_cache = False
     return cfg, model
 
@@ -150,8 +176,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
     p.add_argument("--adapter", help="adapter dir (default RUN_DIR/train/adapter)")
+    p.add_argument("--config", help="no adapter: the run's config, with a fresh LoRA (B ~ N(0, --lora-std))")
+    p.add_argument("--lora-std", type=float, default=0.02)
     p.add_argument("--out", help="write the report as JSON here too")
     p.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled pass")
+    p.add_argument("--eager-only", action="store_true", help="no compiled pass (when compilation is not the suspect)")
     p.add_argument("overrides", nargs="*", help="config overrides for the replay, e.g. model.attn_implementation=eager "
                                                 "(is it the SDPA kernel?) or quantization.compute_dtype=fp32")
     args = p.parse_intermixed_args(argv)  # RUN_DIR, options and key=value overrides in any order
@@ -163,7 +192,10 @@ def main(argv=None) -> int:
     if not files:
         print(f"no saved batches under {run / 'train' / 'nonfinite'}: no step was skipped")
         return 0
-    cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"), args.overrides)
+    if args.config:
+        cfg, model = fresh_lora_model(Path(args.config), args.overrides, args.lora_std)
+    else:
+        cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"), args.overrides)
     from sqltrain.model.loading import load_tokenizer
 
     tokenizer = load_tokenizer(cfg.model)
@@ -173,10 +205,11 @@ def main(argv=None) -> int:
         report["eager"][name] = one_pass(model, batches, trace=True) | {
             "shapes": [list(b["input_ids"].shape) for b in batches]}
         report["rows"][name] = batch_rows(tokenizer, batches)
-    torch._dynamo.config.recompile_limit = 64
-    compile_regions_deepspeed(model, backend=args.backend)
-    for name, batches in saved.items():
-        report["compiled"][name] = one_pass(model, batches)
+    if not args.eager_only:
+        torch._dynamo.config.recompile_limit = 64
+        compile_regions_deepspeed(model, backend=args.backend)
+        for name, batches in saved.items():
+            report["compiled"][name] = one_pass(model, batches)
     for mode in ("eager", "compiled"):
         for name, r in report[mode].items():
             finite = all(math.isfinite(x) for x in r["losses"]) and math.isfinite(r["grad_norm"])

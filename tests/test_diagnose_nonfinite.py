@@ -63,3 +63,22 @@ def test_the_module_where_the_gradient_is_born_and_the_layers_it_poisons():
         f"{m}.{ab}" for m in ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj") for ab in "AB")
     assert len(r["nonfinite_grads_by_layer"]["0"]) == 14 and r["n_nonfinite_grads"] == 24
     assert any("up_proj: out ok, in NON-FINITE" in line for line in r["trace"])
+
+
+def test_a_fresh_lora_is_trained_looking(tmp_path):
+    """--config: the run's base model with a new LoRA whose B is drawn, not zero (with B = 0, A's
+    gradient is zero and a replay could not poison it)."""
+    import yaml
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"model": {"name": "random:tiny", "dtype": "fp32", "cache_dir": str(tmp_path / "m")},
+                                   "quantization": {"method": "none"}, "lora": {"r": 4}}))
+    _, model = diagnose_nonfinite.fresh_lora_model(cfg, std=0.02)
+    b = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert b and all(p.dtype == torch.bfloat16 and p.requires_grad and p.abs().sum() > 0 for p in b)
+    assert 0.01 < float(torch.cat([p.float().flatten() for p in b]).std()) < 0.03
+    r = diagnose_nonfinite.one_pass(model, [{"input_ids": torch.randint(0, 1000, (2, 12)),
+                                             "attention_mask": torch.ones(2, 12, dtype=torch.long),
+                                             "labels": torch.randint(0, 1000, (2, 12))}])
+    a = [p for n, p in model.named_parameters() if "lora_A" in n]
+    assert r["n_nonfinite_grads"] == 0 and all(p.grad.abs().sum() > 0 for p in a)

@@ -500,6 +500,12 @@ def test_an_inf_gradient_step_is_skipped_counted_and_training_finishes(tmp_path,
     assert np_finite(replay["grad_norm"]) and replay["born_in"] is None and replay["n_nonfinite_grads"] == 0
     assert report["compiled"]["step-2-rank-1.pt"]["n_nonfinite_grads"] == 0
     assert all(isinstance(t, str) and t for t in report["rows"]["step-2-rank-1.pt"])
+    # Without the adapter: the run's config and a fresh LoRA (B drawn, not zero: A gets gradients too).
+    assert diagnose_nonfinite.main([str(run), "--config", str(Path(result.adapter_dir) / "sqltrain_config.yaml"),
+                                    "--backend", "eager", "--out", str(out)]) == 0
+    fresh = json.loads(out.read_text())["eager"]["step-2-rank-1.pt"]
+    assert np_finite(fresh["grad_norm"]) and fresh["grad_norm"] > 0
+    assert fresh["n_lora_grads"] == replay["n_lora_grads"] and fresh["n_nonfinite_grads"] == 0
 
 
 def np_finite(x) -> bool:
