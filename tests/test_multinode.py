@@ -101,23 +101,6 @@ def test_training_crosses_both_nodes_with_checkpoints_on_the_shared_storage(clus
     assert (run_a / "train" / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_a_rerun_sharing_the_storage_path_trains_in_a_folder_of_its_own(cluster, run_a, mini_dir):
-    # The very same config rerun into a fresh run_dir with the same basename ("run") and the same
-    # storage_path: it trains from step 1 in a Ray Train folder of its own instead of being handed
-    # the first run's finished checkpoints. (A run of another config differs in its run id too:
-    # test_train's storage-name test.)
-    run = cluster.shared / "b" / "run"
-    proc = _train(cluster, run, mini_dir)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    rows = read_jsonl(run / "train" / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[0]["resumed_from"] is None  # trained, not resumed
-    ours = json.loads((run / "train" / "summary.json").read_text())["checkpoint_dir"]
-    theirs = json.loads((run_a / "train" / "summary.json").read_text())["checkpoint_dir"]
-    assert Path(ours).parent != Path(theirs).parent  # a Ray Train run folder of its own
-    names = sorted(p.name for p in (cluster.shared / "ray_results").iterdir() if p.is_dir())
-    assert len(names) == 2 and all(n.startswith("run-") for n in names)
-
-
 def test_jobs_submit_as_documented_and_warn_about_a_relative_run_dir(cluster):
     # docs/cluster.md: `ray job submit --address <dashboard> --runtime-env ray_jobs/runtime_env.yaml`
     # with RAY_AUTH_MODE=token, from the repository root.

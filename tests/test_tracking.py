@@ -186,7 +186,9 @@ def ray_local():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["tensorboard", "mlflow"])
+# One backend through a real Ray Train run (the rank-0 reporting is the same for all; each
+# backend's writing and reading back is tested above without Ray): mlflow, the one with a run id.
+@pytest.mark.parametrize("backend", ["mlflow"])
 def test_ray_train_run_logs_rank0_reports(backend, tmp_path, model_cache, mini_dir, ray_local):
     import sys
 

@@ -363,6 +363,9 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_unint
 
 
 def test_each_run_gets_its_own_folder_on_a_shared_storage_path(tmp_path, model_cache, mini_dir):
+    """The Ray Train run folder is storage_path/storage_run_name: a rerun of the same config into a
+    fresh run_dir (same basename, same storage_path, e.g. a cluster's shared storage) must get a
+    folder of its own, or Ray would hand it the first run's finished checkpoints."""
     import shutil
 
     from sqltrain.train.driver import run_id, storage_run_name

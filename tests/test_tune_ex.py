@@ -134,11 +134,12 @@ def ex_search(tmp_path_factory, mini_dir):
         f"run_dir={run}", f"model.cache_dir={cache}", "model.name=random:tiny", "quantization.method=none",
         "model.gradient_checkpointing=false", "linking.format=compact", "linking.token_budget=256",
         "prompt.max_seq_len=384", "train.num_workers=1", "train.cpus_per_worker=0.5",
-        "train.micro_batch_size=4", "train.max_steps=2", "train.log_every=1", "train.eval_every=2",
-        "train.save_every=2", "train.eval_examples=8", "deepspeed.stage=2", "deepspeed.bucket_size=1000000",
+        "train.micro_batch_size=4", "train.max_steps=4", "train.log_every=1", "train.eval_every=2",
+        "train.save_every=4", "train.eval_examples=8", "deepspeed.stage=2", "deepspeed.bucket_size=1000000",
         "generate.max_new_tokens=8", "generate.batch_size=4",
         "tune.metric=ex", "tune.eval_limit=4", "tune.num_samples=2", "tune.scheduler=fifo",
-        "tune.max_concurrent_trials=2", 'tune.search_space={"train.lr": {"choice": [1.0e-2, 1.0e-4]}}',
+        "tune.max_concurrent_trials=2",
+        'tune.search_space={"train.lr": {"choice": [1.0e-2, 1.0e-4]}, "lora.r": {"randint": [4, 9]}}',
     ])
     bench = SpiderBenchmark(mini_dir)
     write_shards(run, bench, load_tokenizer(cfg.model),
@@ -170,6 +171,35 @@ def test_ex_search_scores_every_trial_by_execution(ex_search):
         assert meta["adapter"] == t["adapter_dir"]  # generated with the trial's own adapter
     # Ties in ex (likely with a random model) go to the lower dev loss.
     assert summary["best"] == min(trials, key=lambda t: (-t["ex"], t["dev_loss"]))
+
+
+@pytest.mark.slow
+def test_each_trial_trains_with_its_values_and_keeps_its_adapter_and_dev_losses(ex_search):
+    cfg, summary = ex_search
+    trials = summary["trials"]
+    assert len({t["trial_id"] for t in trials}) == 2
+    for t in trials:
+        assert t["step"] == 4 and t["config"]["train.lr"] in (1e-2, 1e-4) and 4 <= t["config"]["lora.r"] < 9
+        adapter = Path(t["adapter_dir"])
+        assert adapter == Path(cfg.run_dir) / "tune" / t["trial_id"] / "train" / "adapter"
+        assert (adapter / "adapter_model.safetensors").exists()
+        saved = load_config(adapter / "sqltrain_config.yaml")
+        assert saved.lora.r == t["config"]["lora.r"] and saved.train.lr == t["config"]["train.lr"]
+        rows = [json.loads(line) for line in (Path(t["run_dir"]) / "train" / "metrics.jsonl").open()]
+        assert [r["step"] for r in rows] == [1, 2, 3, 4] and rows[-1]["dev_loss"] == pytest.approx(t["dev_loss"])
+
+
+@pytest.mark.slow
+def test_dev_losses_reach_tune_while_training(ex_search):
+    """Tune sees every dev-loss report as it happens (what ASHA decides on), then the final one
+    with the trial's EX; the log-only reports (no dev_loss) are not forwarded."""
+    _, summary = ex_search
+    results = Path(summary["experiment_path"]).glob("*/result.json")
+    rows_by_trial = [[json.loads(line) for line in p.open()] for p in results]
+    assert len(rows_by_trial) == 2
+    for rows in rows_by_trial:
+        assert [r["step"] for r in rows][:2] == [2, 4]
+        assert all("dev_loss" in r for r in rows) and "adapter_dir" in rows[-1]
 
 
 @pytest.mark.slow
