@@ -22,7 +22,7 @@ from sqltrain.config import load_config
 from sqltrain.export.run import run_export
 
 REPO = Path(__file__).resolve().parents[1]
-N_PROMPTS = 20
+N_PROMPTS = 10
 MAX_NEW_TOKENS = 48
 
 
@@ -312,8 +312,8 @@ def tiny_adapter(dest: Path, cache: Path, *overrides: str) -> Path:
 
     acfg = load_config(None, [f"run_dir={dest.parent}", f"model.cache_dir={cache}", "model.name=random:tiny",
                               "model.gradient_checkpointing=false", "lora.r=4", *overrides])
+    torch.manual_seed(0)  # LoRA A's init and B's draw: the same adapter whatever ran before
     model = attach_lora(load_base_model(acfg), acfg)
-    torch.manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:  # PEFT starts B at zero: the adapter would be a no-op

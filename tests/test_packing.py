@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from sqltrain.config import load_config
-from sqltrain.io import read_jsonl
 from sqltrain.train.data import (IGNORE_INDEX, PackedBatch, collator, input_tokens, micro_batch_stream, pack_batch,
                                  pad_batch)
 
@@ -158,9 +157,7 @@ def test_two_worker_packed_run_matches_the_padded_run(tmp_path, model_cache):
     losses and dev losses (packing leaves the loss unchanged). That a resumed packed run skips
     exactly the trained micro batches is the stream-level test above; killing and resuming a
     worker is test_train's (the same resume code for both collators)."""
-    from sqltrain.prep.pipeline import run_prepare
-    from sqltrain.train.driver import run_train
-    from test_train import train_cfg
+    from test_train import mini_run, uninterrupted_mini_run
 
     import ray
 
@@ -168,12 +165,8 @@ def test_two_worker_packed_run_matches_the_padded_run(tmp_path, model_cache):
     if started:
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        results = {}
-        for name, extra in (("padded", []), ("packed", ["train.packing=true"])):
-            # No LoRA dropout: its masks depend on the tensor's shape, which packing changes.
-            cfg = train_cfg(tmp_path / name, model_cache, "data.limit=64", "data.spider_dir=mini", "lora.dropout=0.0", *extra)
-            run_prepare(cfg)
-            results[name] = read_jsonl(run_train(cfg).metrics_path)
+        results = {"padded": uninterrupted_mini_run(tmp_path, model_cache),
+                   "packed": mini_run(tmp_path / "packed", model_cache, "train.packing=true")[0]}
     finally:
         if started:
             ray.shutdown()

@@ -339,24 +339,56 @@ def test_rerun_with_another_training_config_is_refused(repeated_batch_run, model
         run_train(train_cfg(cfg.run_dir, model_cache, "train.lr=1e-3"))
 
 
-@pytest.mark.slow
-def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_uninterrupted_losses(
-        tmp_path, model_cache, ray_local, monkeypatch):
+MINI_RUN = ("data.limit=64", "data.spider_dir=mini", "lora.dropout=0.0")
+"""The 2-worker run on the real prepared mini shards that the resume and packing tests compare
+against. No LoRA dropout: packing changes a mask's shape (so its draws); that a resumed run draws
+the same masks is test_dropout_masks_are_a_function_of_seed_step_and_rank."""
+_uninterrupted: dict[tuple, list[dict]] = {}
+
+
+def mini_run(run: Path, cache: Path, *extra: str, fault: str = "") -> tuple[list[dict], object]:
+    """Prepare (the real `sqltrain prepare` of the mini benchmark) and train MINI_RUN + extra in
+    `run` on the running Ray; the metrics rows and the TrainResult."""
     from sqltrain.prep.pipeline import run_prepare
 
-    def losses_of(run: Path, fault: str) -> tuple[list[dict], object]:
-        cfg = train_cfg(run, model_cache, "data.limit=64", "data.spider_dir=mini")
-        run_prepare(cfg)  # the real `sqltrain prepare` shards of the mini benchmark
-        monkeypatch.setenv(FAULT_ENV, fault)
+    cfg = train_cfg(run, cache, *MINI_RUN, *extra)
+    run_prepare(cfg)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(FAULT_ENV, fault)
         result = run_train(cfg)
-        return read_jsonl(result.metrics_path), result
+    return read_jsonl(result.metrics_path), result
 
-    straight, _ = losses_of(tmp_path / "straight", "")
-    rows, result = losses_of(tmp_path / "killed", "kill@5")  # the last worker exits after step 5, first attempt only
+
+def uninterrupted_mini_run(base: Path, cache: Path) -> list[dict]:
+    """MINI_RUN trained once per test session (a 2-worker CPU run costs ~2 min), shared by the
+    tests that compare a resumed or packed run with it."""
+    if not _uninterrupted:
+        _uninterrupted["rows"] = mini_run(base / "uninterrupted", cache)[0]
+    return _uninterrupted["rows"]
+
+
+def test_dropout_masks_are_a_function_of_seed_step_and_rank():
+    from sqltrain.train.worker import _seed_step
+
+    drop = torch.nn.Dropout(0.5)
+
+    def mask(seed, step, rank):
+        _seed_step(seed, step, rank)
+        return drop(torch.ones(256))
+
+    assert torch.equal(mask(42, 5, 1), mask(42, 5, 1))  # a resumed step draws what the first attempt drew
+    assert not torch.equal(mask(42, 5, 1), mask(42, 6, 1)) and not torch.equal(mask(42, 5, 1), mask(42, 5, 0))
+
+
+@pytest.mark.slow
+def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_uninterrupted_losses(
+        tmp_path, model_cache, ray_local):
+    straight = uninterrupted_mini_run(tmp_path, model_cache)
+    rows, result = mini_run(tmp_path / "killed", model_cache, fault="kill@5")  # the last worker exits after step 5, first attempt only
     assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["resumed_from"] for r in rows] == [None, None, None, 3, 3, 3]  # continued, not restarted
     assert rows[3]["tokens"] > rows[2]["tokens"]  # token counter restored from the checkpoint too
-    # Same rows in the same order, same dropout masks, same optimizer state: the same losses.
+    # Same rows in the same order, same seeds, same optimizer state: the same losses.
     assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in straight], abs=1e-5)
     assert result.metrics["step"] == 6
     assert (Path(result.adapter_dir) / "adapter_model.safetensors").exists()
