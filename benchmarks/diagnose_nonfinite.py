@@ -39,21 +39,33 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def load_model(adapter: Path, overrides: list[str] = ()):
+def base_model(cfg):
+    """The run's (quantized) base model, on the GPU when there is one."""
     import torch
+
+    from sqltrain.model.loading import load_base_model
+
+    return load_base_model(cfg, device_map={"": 0} if torch.cuda.is_available() else None)
+
+
+def as_trained(model):
+    """Trainable weights in bf16, as DeepSpeed bf16 keeps them; no KV cache (training forward)."""
+    import torch
+
+    for p in model.parameters():
+        if p.requires_grad:
+            p.data = p.data.to(torch.bfloat16)
+    model.config.use_cache = False
+    return model
+
+
+def load_model(adapter: Path, overrides: list[str] = ()):
     from peft import PeftModel
 
     from sqltrain.config import load_config
-    from sqltrain.model.loading import load_base_model
 
     cfg = load_config(adapter / "sqltrain_config.yaml", overrides)
-    device_map = {"": 0} if torch.cuda.is_available() else None
-    model = PeftModel.from_pretrained(load_base_model(cfg, device_map=device_map), str(adapter), is_trainable=True)
-    for p in model.parameters():
-        if p.requires_grad:
-            p.data = p.data.to(torch.bfloat16)  # DeepSpeed bf16 keeps the trainable module weights in bf16
-    model.config.use_cache = False
-    return cfg, model
+    return cfg, as_trained(PeftModel.from_pretrained(base_model(cfg), str(adapter), is_trainable=True))
 
 
 def fresh_lora_model(config: Path, overrides: list[str] = (), std: float = 0.02, seed: int = 0):
@@ -61,19 +73,15 @@ def fresh_lora_model(config: Path, overrides: list[str] = (), std: float = 0.02,
     import torch
 
     from sqltrain.config import load_config
-    from sqltrain.model.loading import attach_lora, load_base_model
+    from sqltrain.model.loading import attach_lora
 
     cfg = load_config(config, overrides)
-    device_map = {"": 0} if torch.cuda.is_available() else None
-    model = attach_lora(load_base_model(cfg, device_map=device_map), cfg)
+    model = attach_lora(base_model(cfg), cfg)
     gen = torch.Generator().manual_seed(seed)
     for name, p in model.named_parameters():
-        if p.requires_grad:
-            if "lora_B" in name:
-                p.data = (torch.randn(p.shape, generator=gen) * std).to(p.device)
-            p.data = p.data.to(torch.bfloat16)  # as DeepSpeed bf16 holds them
-    model.config.use_cache = False
-    return cfg, model
+        if "lora_B" in name:
+            p.data = (torch.randn(p.shape, generator=gen) * std).to(p.device, p.dtype)
+    return cfg, as_trained(model)
 
 
 def decoder_layers(model):
@@ -175,8 +183,9 @@ def batch_rows(tokenizer, batches: list[dict], tail_chars: int = 400) -> list[st
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir")
-    p.add_argument("--adapter", help="adapter dir (default RUN_DIR/train/adapter)")
-    p.add_argument("--config", help="no adapter: the run's config, with a fresh LoRA (B ~ N(0, --lora-std))")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--adapter", help="adapter dir (default RUN_DIR/train/adapter)")
+    which.add_argument("--config", help="no adapter: the run's config, with a fresh LoRA (B ~ N(0, --lora-std))")
     p.add_argument("--lora-std", type=float, default=0.02)
     p.add_argument("--out", help="write the report as JSON here too")
     p.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled pass")
