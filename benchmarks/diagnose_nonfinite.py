@@ -23,7 +23,11 @@ as controls: if only the skipped ones go non-finite, the examples are the cause,
 GPU host, from the repository root:
     python benchmarks/diagnose_nonfinite.py RUN_DIR [--adapter DIR | --config CONFIG] [--out FILE.json] [key=value ...]
 Overrides change the replay's model config, to test a suspect: model.attn_implementation=eager
-(the SDPA kernel?), quantization.compute_dtype=fp32 (bf16 range?).
+(the SDPA kernel?), quantization.compute_dtype=fp32 (bf16 range?); train.sdpa_cudnn=false
+train.pad_to_multiple_of=8 replays with the fix (the worker's kernel flag, the batches re-padded).
+--sdpa-sweep also replays each batch under each SDPA backend alone and at +1 / +8 tokens of
+padding. What it found (2026-12-07, H100, docs/benchmarks.md "Root cause"): the cuDNN backend's
+backward, on 16 x 448 and 16 x 320 batches.
 """
 
 from __future__ import annotations
@@ -171,6 +175,42 @@ def one_pass(model, batches: list[dict], trace: bool = False) -> dict:
     return report | (summarize_trace(events) if trace else {})
 
 
+def padded(batch: dict, multiple: int = 1, extra: int = 0) -> dict:
+    """The saved batch right-padded to a multiple of `multiple` tokens, then `extra` more
+    (masked, no labels: the loss is unchanged), as train.pad_to_multiple_of pads in training."""
+    import torch
+
+    n, width = batch["input_ids"].shape
+    add = (-width) % multiple + extra
+    fill = {"input_ids": 0, "attention_mask": 0, "labels": -100}
+    return {k: torch.cat([v, torch.full((n, add), fill[k], dtype=v.dtype)], 1) if k in fill else v
+            for k, v in batch.items()}
+
+
+SDPA_BACKENDS = ("MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION")
+
+
+def sdpa_sweep(model, batches: list[dict]) -> dict:
+    """One eager pass per SDPA backend alone, and with the default choice at +1 and +8 tokens of
+    padding: which kernel, at which lengths, makes the gradient non-finite. A backend that cannot
+    run the batch (e.g. flash with a padding mask) is reported as such."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def summary(bs, backend=None):
+        try:
+            if backend is None:
+                r = one_pass(model, bs)
+            else:
+                with sdpa_kernel([getattr(SDPBackend, backend)]):
+                    r = one_pass(model, bs)
+        except RuntimeError as e:  # "No available kernel": this backend cannot take the batch
+            return {"error": str(e).splitlines()[0][:200]}
+        return {"seq": bs[0]["input_ids"].shape[1], "grad_norm": r["grad_norm"], "n_nonfinite_grads": r["n_nonfinite_grads"]}
+
+    out = {f"only {b}": summary(batches, b) for b in SDPA_BACKENDS}
+    return out | {f"default +{k} pad": summary([padded(b, extra=k) for b in batches]) for k in (1, 8)}
+
+
 def batch_rows(tokenizer, batches: list[dict], tail_chars: int = 400) -> list[str]:
     """The end of each row's text (question, schema tail and target SQL): which examples these are."""
     rows = []
@@ -190,6 +230,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", help="write the report as JSON here too")
     p.add_argument("--backend", default="inductor", help="torch.compile backend of the compiled pass")
     p.add_argument("--eager-only", action="store_true", help="no compiled pass (when compilation is not the suspect)")
+    p.add_argument("--sdpa-sweep", action="store_true",
+                   help="also replay under each SDPA backend alone and with extra padding (which kernel, which lengths)")
     p.add_argument("overrides", nargs="*", help="config overrides for the replay, e.g. model.attn_implementation=eager "
                                                 "(is it the SDPA kernel?) or quantization.compute_dtype=fp32")
     args = p.parse_intermixed_args(argv)  # RUN_DIR, options and key=value overrides in any order
@@ -207,13 +249,20 @@ def main(argv=None) -> int:
         cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"), args.overrides)
     from sqltrain.model.loading import load_tokenizer
 
+    from sqltrain.train.worker import select_attention_kernels
+
+    select_attention_kernels(cfg)  # train.sdpa_cudnn, as the run's worker set it
     tokenizer = load_tokenizer(cfg.model)
-    saved = {f.name: torch.load(f) for f in files}
-    report = {"eager": {}, "compiled": {}, "rows": {}}
+    saved = {f.name: [padded(b, cfg.train.pad_to_multiple_of) for b in torch.load(f)] for f in files}
+    report = {"eager": {}, "compiled": {}, "rows": {}, "sdpa_sweep": {}}
     for name, batches in saved.items():
         report["eager"][name] = one_pass(model, batches, trace=True) | {
             "shapes": [list(b["input_ids"].shape) for b in batches]}
         report["rows"][name] = batch_rows(tokenizer, batches)
+        if args.sdpa_sweep:
+            report["sdpa_sweep"][name] = sdpa_sweep(model, batches)
+            for variant, r in report["sdpa_sweep"][name].items():
+                print(f"sdpa     {name} {variant}: {r}")
     if not args.eager_only:
         torch._dynamo.config.recompile_limit = 64
         compile_regions_deepspeed(model, backend=args.backend)

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def rebuild(run_dir: str, steps: list[int], seed: int, micro_batch_size: int) -> dict[int, dict]:
+def rebuild(run_dir: str, steps: list[int], seed: int, micro_batch_size: int, multiple: int = 1) -> dict[int, dict]:
     """{step: padded micro batch} for a one-worker run over run_dir's train shards."""
     import pyarrow.parquet as pq
 
@@ -39,7 +39,7 @@ def rebuild(run_dir: str, steps: list[int], seed: int, micro_batch_size: int) ->
     out = {}
     for epoch in sorted({(s - 1) // per_epoch for s in steps}):
         groups = list(length_grouped(iter(rows), micro_batch_size, random.Random(seed + epoch)))[:per_epoch]
-        out |= {s: pad_batch(groups[(s - 1) % per_epoch]) for s in steps if (s - 1) // per_epoch == epoch}
+        out |= {s: pad_batch(groups[(s - 1) % per_epoch], multiple=multiple) for s in steps if (s - 1) // per_epoch == epoch}
     return out
 
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     steps = [int(s) for s in args.steps.split(",")]
     out = Path(cfg.run_dir) / "train" / "nonfinite"
     out.mkdir(parents=True, exist_ok=True)
-    for step, batch in rebuild(cfg.run_dir, steps, t.seed, t.micro_batch_size).items():
+    for step, batch in rebuild(cfg.run_dir, steps, t.seed, t.micro_batch_size, t.pad_to_multiple_of).items():
         torch.save([batch], out / f"step-{step}-rank-0.pt")
         print(f"step {step}: {tuple(batch['input_ids'].shape)} -> {out / f'step-{step}-rank-0.pt'}")
     return 0

@@ -230,6 +230,19 @@ class TrainConfig(Section):
     (varlen kernels under flash_attention_*, a block-diagonal mask under sdpa). Same examples
     per micro batch and the same loss as padded batches; only the padding's compute goes.
     Off by default: the README's GPU figures were measured with padded batches."""
+    sdpa_cudnn: bool = True
+    """Let torch's scaled_dot_product_attention pick its cuDNN backend in training (GPU,
+    model.attn_implementation=sdpa). Its backward gave NaN gradients on padded bf16 batches of
+    16 x 448 and 16 x 320 tokens (Qwen2.5-Coder-0.5B, torch 2.11, H100): every step the README's
+    runs skipped; with it off, those batches train finitely (docs/benchmarks.md, "Root cause").
+    false leaves flash / memory-efficient / math; set train.pad_to_multiple_of=8 with it, or the
+    lengths the memory-efficient kernel refuses fall back to math. On by default until the
+    README's runs are re-measured with it off."""
+    pad_to_multiple_of: int = Field(1, ge=1)
+    """Right-pad each padded micro batch (and the dev-loss batches) to a multiple of this many
+    tokens; the padding is masked and carries no labels, so the loss is unchanged. 8: torch's
+    memory-efficient attention kernel takes a padding mask only at such lengths (seen on torch
+    2.11: 414 refused, 416 taken). Packed batches (train.packing) are not padded."""
 
 
 class GenerateConfig(Section):

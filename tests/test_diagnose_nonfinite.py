@@ -82,3 +82,39 @@ def test_a_fresh_lora_is_trained_looking(tmp_path):
                                              "labels": torch.randint(0, 1000, (2, 12))}])
     a = [p for n, p in model.named_parameters() if "lora_A" in n]
     assert r["n_nonfinite_grads"] == 0 and all(p.grad.abs().sum() > 0 for p in a)
+
+
+def test_padded_replays_a_batch_as_pad_to_multiple_of_would_have_trained_it():
+    b = batches()[0]  # 2 x 12
+    p = diagnose_nonfinite.padded(b, 8)
+    assert p["input_ids"].shape == (2, 16) and torch.equal(p["input_ids"][:, :12], b["input_ids"])
+    assert (p["attention_mask"][:, 12:] == 0).all() and (p["labels"][:, 12:] == -100).all()
+    assert diagnose_nonfinite.padded(b, 1, extra=1)["input_ids"].shape == (2, 13)
+    assert diagnose_nonfinite.padded(b, 4)["input_ids"].shape == (2, 12)  # already a multiple
+
+
+def test_the_sdpa_sweep_tries_every_backend_and_reports_the_ones_that_cannot_run():
+    """On CPU: math (and CPU flash) run the batch with finite gradients; cuDNN has no kernel
+    here and is reported as an error, not raised."""
+    model = tiny_lora_model()
+    for m in model.modules():  # sdpa, as training runs the model
+        if hasattr(m, "config"):
+            m.config._attn_implementation = "sdpa"
+    sweep = diagnose_nonfinite.sdpa_sweep(model, batches())
+    assert set(sweep) == {f"only {b}" for b in diagnose_nonfinite.SDPA_BACKENDS} | {"default +1 pad", "default +8 pad"}
+    assert sweep["only MATH"]["n_nonfinite_grads"] == 0 and sweep["only MATH"]["seq"] == 12
+    assert "error" in sweep["only CUDNN_ATTENTION"]
+    assert sweep["default +8 pad"]["seq"] == 20 and sweep["default +8 pad"]["n_nonfinite_grads"] == 0
+
+
+def test_train_sdpa_cudnn_sets_the_process_flag():
+    from sqltrain.config import load_config
+    from sqltrain.train.worker import select_attention_kernels
+
+    try:
+        select_attention_kernels(load_config(None, ["train.sdpa_cudnn=false"]))
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        select_attention_kernels(load_config(None, []))
+        assert torch.backends.cuda.cudnn_sdp_enabled()
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(True)

@@ -58,6 +58,20 @@ def test_collator_follows_packing_and_the_attention_implementation():
     assert collator(False, "sdpa") is pad_batch
     assert collator(True, "flash_attention_2")(rows)["input_ids"].shape == (1, 21)  # varlen kernels: one row
     assert collator(True, "sdpa")(rows)["input_ids"].shape == (3, 9)  # rows capped at the longest example
+    assert collator(False, "sdpa", 8)(rows)["input_ids"].shape == (4, 16)  # train.pad_to_multiple_of
+    assert collator(True, "sdpa", 8)(rows)["input_ids"].shape == (3, 9)  # packed batches are not padded
+
+
+def test_padding_to_a_multiple_adds_only_masked_unlabelled_tokens():
+    rows = _rows([9, 3, 16])
+    plain, eight = pad_batch(rows), pad_batch(rows, multiple=8)
+    assert plain["input_ids"].shape == (3, 16) and eight["input_ids"].shape == (3, 16)  # 16 already is one
+    rows = _rows([9, 3, 5])
+    plain, eight = pad_batch(rows), pad_batch(rows, multiple=8)
+    assert eight["input_ids"].shape == (3, 16)
+    for k in plain:
+        assert torch.equal(eight[k][:, :9], plain[k])
+    assert (eight["attention_mask"][:, 9:] == 0).all() and (eight["labels"][:, 9:] == IGNORE_INDEX).all()
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +93,25 @@ def tiny_model(model_cache):
         return attach_lora(load_base_model(cfg), cfg)  # as training runs it: LoRA, no KV cache
 
     return load
+
+
+def test_padding_to_a_multiple_changes_neither_loss_nor_gradients(tiny_model):
+    """train.pad_to_multiple_of: right padding is masked and unlabelled, so under a causal mask
+    no real token sees it; only the kernels' float sums may differ (fp32, CPU)."""
+    model = tiny_model("sdpa")
+    rows = _rows([7, 19, 12, 5])
+
+    def loss_and_grads(batch):
+        model.zero_grad()
+        loss = model(**batch).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    loss, grads = loss_and_grads(pad_batch(rows))
+    loss8, grads8 = loss_and_grads(pad_batch(rows, multiple=8))
+    assert loss8 == pytest.approx(loss, rel=1e-5)
+    for a, b in zip(grads8, grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])

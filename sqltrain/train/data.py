@@ -16,6 +16,7 @@ passed, which makes transformers keep attention inside each example (see `pack_b
 
 from __future__ import annotations
 
+import functools
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -105,11 +106,12 @@ def read_split(info: SplitInfo, limit: int | None = None):
     return ds
 
 
-def pad_batch(rows: list[tuple[Any, Any]], device=None) -> dict[str, Any]:
-    """Right-pad (input_ids, labels) rows to the longest; labels get -100, attention_mask 0."""
+def pad_batch(rows: list[tuple[Any, Any]], device=None, multiple: int = 1) -> dict[str, Any]:
+    """Right-pad (input_ids, labels) rows to the longest, rounded up to `multiple`
+    (train.pad_to_multiple_of); labels get -100, attention_mask 0."""
     import torch
 
-    width = max(len(ids) for ids, _ in rows)
+    width = -(-max(len(ids) for ids, _ in rows) // multiple) * multiple
     input_ids = torch.zeros((len(rows), width), dtype=torch.long)  # pad id is masked out anyway
     labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -183,10 +185,10 @@ class PackedBatch(dict):
 FLASH_ATTENTION = ("flash_attention_2", "flash_attention_3", "flash_attention_4")
 
 
-def collator(packing: bool, attn_implementation: str):
-    """rows -> batch function for train.packing and model.attn_implementation."""
+def collator(packing: bool, attn_implementation: str, pad_to_multiple_of: int = 1):
+    """rows -> batch function for train.packing, model.attn_implementation and train.pad_to_multiple_of."""
     if not packing:
-        return pad_batch
+        return pad_batch if pad_to_multiple_of == 1 else functools.partial(pad_batch, multiple=pad_to_multiple_of)
     if attn_implementation in FLASH_ATTENTION:
         return pack_batch  # one row
 

@@ -85,6 +85,7 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     if device.type == "cpu":
         # Small CPU hosts: one math thread per worker, or the workers fight over the cores.
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
+    select_attention_kernels(cfg)
     engine = build_engine(cfg, device, plan.total_steps, world)
     state = TrainState()
     checkpoint = ray.train.get_checkpoint()
@@ -97,11 +98,20 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     stream = micro_batch_stream(
         ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan.steps_per_epoch * cfg.train.grad_accum,
         cfg.train.seed, skip=state.step * cfg.train.grad_accum, device=device,
-        collate=collator(cfg.train.packing, cfg.model.attn_implementation), shuffle_buffer=cfg.train.shuffle_buffer,
+        collate=collator(cfg.train.packing, cfg.model.attn_implementation, cfg.train.pad_to_multiple_of),
+        shuffle_buffer=cfg.train.shuffle_buffer,
     )
     faults.install(faults.parse(config_dict["faults"]), engine.module, state, rank, world,
                    first_attempt=checkpoint is None)
     train(engine, cfg, plan, stream, dev_batches, state, rank, world)
+
+
+def select_attention_kernels(cfg: Config) -> None:
+    """train.sdpa_cudnn: whether SDPA may use its cuDNN backend in this process. A process-wide
+    torch flag, so it is set per worker (and by benchmarks/diagnose_nonfinite.py, to replay)."""
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(cfg.train.sdpa_cudnn)
 
 
 def build_engine(cfg: Config, device, total_steps: int, world_size: int):
@@ -164,7 +174,7 @@ def _dev_batches(cfg: Config, rank: int, world: int, device) -> list[dict]:
     rows = rows[: len(rows) // world * world][rank::world]
     rows.sort(key=lambda r: len(r[0]))
     mb = cfg.train.micro_batch_size
-    return [pad_batch(rows[i:i + mb], device) for i in range(0, len(rows), mb)]
+    return [pad_batch(rows[i:i + mb], device, cfg.train.pad_to_multiple_of) for i in range(0, len(rows), mb)]
 
 
 def train(engine, cfg: Config, plan: WorkerPlan, stream, dev_batches, state: TrainState, rank: int, world: int) -> None:
