@@ -3,6 +3,7 @@ against padded batches of the same examples, resume counting, and a real 2-worke
 
 from __future__ import annotations
 
+import functools
 import random
 import sys
 from pathlib import Path
@@ -95,17 +96,20 @@ def tiny_model(model_cache):
     return load
 
 
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    loss = model(**batch).loss
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+
 def test_padding_to_a_multiple_changes_neither_loss_nor_gradients(tiny_model):
     """train.pad_to_multiple_of: right padding is masked and unlabelled, so under a causal mask
     no real token sees it; only the kernels' float sums may differ (fp32, CPU)."""
     model = tiny_model("sdpa")
     rows = _rows([7, 19, 12, 5])
 
-    def loss_and_grads(batch):
-        model.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    loss_and_grads = functools.partial(_loss_and_grads, model)
 
     loss, grads = loss_and_grads(pad_batch(rows))
     loss8, grads8 = loss_and_grads(pad_batch(rows, multiple=8))
@@ -122,11 +126,7 @@ def test_packed_loss_and_gradients_equal_the_padded_ones(tiny_model, attn, cap):
     model = tiny_model(attn)
     rows = _rows([7, 19, 12, 30, 5, 16, 3])
 
-    def loss_and_grads(batch):
-        model.zero_grad()
-        loss = model(**batch).loss
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+    loss_and_grads = functools.partial(_loss_and_grads, model)
 
     padded_loss, padded_grads = loss_and_grads(pad_batch(rows))
     packed = pack_batch(rows, max_row_tokens=cap)
