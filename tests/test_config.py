@@ -105,6 +105,10 @@ def test_round_trip_and_hash(tmp_path):
 def test_packing_and_cluster_placement_settings():
     cfg = load_config(None, [])
     assert cfg.train.packing is False  # the README's GPU figures were measured padded
+    # ... with cuDNN attention allowed and no extra padding: the fix stays opt-in until they are re-run
+    assert cfg.train.sdpa_cudnn is True and cfg.train.pad_to_multiple_of == 1
+    with pytest.raises(ConfigError, match="train.pad_to_multiple_of"):
+        load_config(None, ["train.pad_to_multiple_of=0"])
     assert cfg.cluster.placement_strategy == "PACK" and cfg.cluster.check_nodes is True
     assert load_config(None, ["cluster.placement_strategy=STRICT_SPREAD"]).cluster.placement_strategy == "STRICT_SPREAD"
     with pytest.raises(ConfigError, match="cluster.placement_strategy"):
