@@ -180,9 +180,11 @@ def padded(batch: dict, multiple: int = 1, extra: int = 0) -> dict:
     (masked, no labels: the loss is unchanged), as train.pad_to_multiple_of pads in training."""
     import torch
 
+    from sqltrain.train.data import IGNORE_INDEX
+
     n, width = batch["input_ids"].shape
     add = (-width) % multiple + extra
-    fill = {"input_ids": 0, "attention_mask": 0, "labels": -100}
+    fill = {"input_ids": 0, "attention_mask": 0, "labels": IGNORE_INDEX}
     return {k: torch.cat([v, torch.full((n, add), fill[k], dtype=v.dtype)], 1) if k in fill else v
             for k, v in batch.items()}
 
@@ -248,7 +250,6 @@ def main(argv=None) -> int:
     else:
         cfg, model = load_model(Path(args.adapter or run / "train" / "adapter"), args.overrides)
     from sqltrain.model.loading import load_tokenizer
-
     from sqltrain.train.worker import select_attention_kernels
 
     select_attention_kernels(cfg)  # train.sdpa_cudnn, as the run's worker set it
