@@ -230,19 +230,20 @@ class TrainConfig(Section):
     (varlen kernels under flash_attention_*, a block-diagonal mask under sdpa). Same examples
     per micro batch and the same loss as padded batches; only the padding's compute goes.
     Off by default: the README's GPU figures were measured with padded batches."""
-    sdpa_cudnn: bool = True
+    sdpa_cudnn: bool = False
     """Let torch's scaled_dot_product_attention pick its cuDNN backend in training (GPU,
-    model.attn_implementation=sdpa). Its backward gave NaN gradients on padded bf16 batches of
-    16 x 448 and 16 x 320 tokens (Qwen2.5-Coder-0.5B, torch 2.11, H100): every step the README's
-    runs skipped; with it off, those batches train finitely (docs/benchmarks.md, "Root cause").
-    false leaves flash / memory-efficient / math; set train.pad_to_multiple_of=8 with it, or the
-    lengths the memory-efficient kernel refuses fall back to math. On by default until the
-    README's runs are re-measured with it off."""
-    pad_to_multiple_of: int = Field(1, ge=1)
+    model.attn_implementation=sdpa). Off by default: its backward gave NaN gradients on padded
+    bf16 batches of 16 x 448 and 16 x 320 tokens (Qwen2.5-Coder-0.5B, torch 2.11, H100), every
+    step the README's runs before 2026-12-07 skipped; with it off those batches train finitely
+    (docs/benchmarks.md, "Root cause"). Off leaves flash / memory-efficient / math, which is why
+    train.pad_to_multiple_of defaults to 8 (the lengths the memory-efficient kernel refuses would
+    fall back to math). true restores the old behaviour."""
+    pad_to_multiple_of: int = Field(8, ge=1)
     """Right-pad each padded micro batch (and the dev-loss batches) to a multiple of this many
-    tokens; the padding is masked and carries no labels, so the loss is unchanged. 8: torch's
-    memory-efficient attention kernel takes a padding mask only at such lengths (seen on torch
-    2.11: 414 refused, 416 taken). Packed batches (train.packing) are not padded."""
+    tokens; the padding is masked and carries no labels, so the loss is unchanged. 8 (default,
+    with train.sdpa_cudnn off): torch's memory-efficient attention kernel takes a padding mask
+    only at such lengths (seen on torch 2.11: 414 refused, 416 taken). 1 pads to the longest row
+    only. Packed batches (train.packing) are not padded."""
 
 
 class GenerateConfig(Section):
@@ -284,12 +285,12 @@ class GenerateConfig(Section):
     activations, KV cache); replicas sharing a GPU (num_replicas > GPUs) split it."""
     vllm_compile: Literal["auto", "eager", "cudagraphs", "full"] = "auto"
     """vllm start-up vs step speed. eager: no torch.compile, no CUDA graphs (fastest start);
-    cudagraphs: CUDA graphs of the decode step captured without compiling (11-13 s of capture;
-    with an adapter, 258 vs 69 answers/s after load on an H100); full: vLLM's default
-    torch.compile + CUDA graphs (tens of seconds of start-up, cached under ~/.cache/vllm). auto:
-    cudagraphs when an adapter is served and a replica decodes at least 2,000 answers
-    (prompts x num_candidates / replicas), where the capture pays for itself; else eager (a
-    Spider-sized split of ~1,000 greedy answers; base models, which decode fast without graphs)."""
+    cudagraphs: CUDA graphs of the decode step captured without compiling (14 batch sizes, LoRA
+    kernels included: vllm_engine.CUDAGRAPH_SIZES); with an adapter, 258 vs 69 answers/s after
+    load on an H100); full: vLLM's default torch.compile + CUDA graphs (tens of seconds of
+    start-up, cached under ~/.cache/vllm). auto: cudagraphs when an adapter is served and a
+    replica decodes at least 500 answers (prompts x num_candidates / replicas, e.g. Spider dev
+    greedy); else eager (small jobs; base models, which decode fast without graphs)."""
     vllm_stop: Literal["logits", "truncate"] = "logits"
     """vllm: where the stop rule (stop once the text holds a finished SQL answer, as the hf
     engine does) runs. logits: a logits processor forces end-of-sequence during decoding; vLLM

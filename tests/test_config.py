@@ -105,8 +105,8 @@ def test_round_trip_and_hash(tmp_path):
 def test_packing_and_cluster_placement_settings():
     cfg = load_config(None, [])
     assert cfg.train.packing is False  # the README's GPU figures were measured padded
-    # ... with cuDNN attention allowed and no extra padding: the fix stays opt-in until they are re-run
-    assert cfg.train.sdpa_cudnn is True and cfg.train.pad_to_multiple_of == 1
+    # cuDNN attention off and rows padded to a multiple of 8: the fix of the skipped steps
+    assert cfg.train.sdpa_cudnn is False and cfg.train.pad_to_multiple_of == 8
     with pytest.raises(ConfigError, match="train.pad_to_multiple_of"):
         load_config(None, ["train.pad_to_multiple_of=0"])
     assert cfg.cluster.placement_strategy == "PACK" and cfg.cluster.check_nodes is True

@@ -152,7 +152,8 @@ def test_llm_kwargs() -> None:
     assert "enforce_eager" not in kw and "compilation_config" not in kw
     graphs = load_config(None, ["generate.vllm_compile=cudagraphs"]).generate
     assert llm_kwargs(graphs, "/m", "/t", None, 1.0)["compilation_config"] == {
-        "mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}
+        "mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY", "cudagraph_specialize_lora": False,
+        "cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512]}
 
 
 def test_auto_compile_captures_cuda_graphs_only_for_long_adapter_jobs() -> None:
@@ -164,10 +165,10 @@ def test_auto_compile_captures_cuda_graphs_only_for_long_adapter_jobs() -> None:
     def pick(c, adapter, prompts, replicas=1):
         return resolve_vllm_compile(c, adapter, prompts, replicas).generate.vllm_compile
 
-    assert pick(cfg, "/a", 1026) == "eager"  # the README's Spider runs: one greedy answer per question
-    assert pick(cfg, "/a", 2000) == "cudagraphs"
+    assert pick(cfg, "/a", 1026) == "cudagraphs"  # the README's Spider runs: one greedy answer per question
+    assert pick(cfg, "/a", 499) == "eager" and pick(cfg, "/a", 500) == "cudagraphs"
     eight = load_config(None, ["generate.num_candidates=8", "generate.temperature=0.7"])
-    assert pick(eight, "/a", 1026) == "cudagraphs" and pick(eight, "/a", 1026, replicas=8) == "eager"
+    assert pick(eight, "/a", 1026) == "cudagraphs" and pick(eight, "/a", 1026, replicas=32) == "eager"
     assert pick(eight, None, 10**6) == "eager"  # base models: graphs not measured to pay off
     fixed = load_config(None, ["generate.vllm_compile=full"])
     assert pick(fixed, "/a", 10**6) == "full" and pick(fixed, None, 1) == "full"

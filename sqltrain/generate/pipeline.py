@@ -160,11 +160,11 @@ def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
     return dealt, max(1, math.ceil(len(rows) / replicas))
 
 
-CUDAGRAPHS_FROM_ANSWERS = 2000
+CUDAGRAPHS_FROM_ANSWERS = 500
 """generate.vllm_compile=auto captures CUDA graphs for an adapter from this many answers per
-replica: capture adds ~14 s to the engine start and saves ~10 ms per answer with LoRA (H100,
-2026-12-07: 69 -> 258 answers/s after load, docs/benchmarks.md), so it pays from ~1,300; 2,000
-leaves room for hosts where eager decodes faster than that one measurement."""
+replica. Graphs save ~10-20 ms per answer with LoRA (H100, 2026-12-07: 69 -> 258 and 37 -> 160
+answers/s after load, docs/benchmarks.md); capturing vLLM's default 102 graphs took 9-13 s, the
+14 of vllm_engine.CUDAGRAPH_SIZES far less, so a Spider-sized greedy job (~1,000) pays for it."""
 
 
 def resolve_vllm_compile(cfg: Config, adapter: str | None, prompts: int, replicas: int = 1) -> Config:

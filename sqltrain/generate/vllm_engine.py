@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -71,13 +72,24 @@ def vllm_lora_rank(r: int) -> int:
                       "use generate.engine=hf")
 
 
+CUDAGRAPH_SIZES = [1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512]
+"""Decode batch sizes captured under generate.vllm_compile=cudagraphs (a decode step of n
+sequences runs the graph of the next size up). vLLM's own list has 51 sizes, each captured
+twice with an adapter (with and without LoRA): 102 graphs, 9-13 s of an H100 replica's start
+(2026-12-07). A padded row costs a 0.5B decode step little next to reading the weights."""
+
+
 def compile_kwargs(mode: str) -> dict[str, Any]:
     """LLM arguments for generate.vllm_compile. auto is resolved by generate_rows, which knows the
     job's size; an engine started without it (auto left) starts eager, the fastest start."""
     if mode in ("eager", "auto"):
         return {"enforce_eager": True}
     if mode == "cudagraphs":  # full CUDA graphs of decode steps, captured from the uncompiled model
-        return {"compilation_config": {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY"}}
+        # one graph per size, with the LoRA kernels in it (every request of a replica serves the
+        # same adapter, so the graphs without LoRA that vLLM also captures would never run)
+        return {"compilation_config": {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY",
+                                       "cudagraph_capture_sizes": CUDAGRAPH_SIZES,
+                                       "cudagraph_specialize_lora": False}}
     return {}  # full: vLLM's default (torch.compile + CUDA graphs)
 
 
@@ -156,6 +168,7 @@ class VLLMGenerator:
     engine = "vllm"
 
     def __init__(self, cfg_dict: dict[str, Any], adapter: str | None = None, gpu_share: float = 1.0):
+        t0 = time.perf_counter()
         for key, value in vllm_environment(importlib.util.find_spec("flashinfer") is not None).items():
             os.environ.setdefault(key, value)
         from vllm import LLM, SamplingParams
@@ -163,12 +176,17 @@ class VLLMGenerator:
 
         from sqltrain.model.loading import load_tokenizer, resolve_model_source
 
+        t1 = time.perf_counter()
         self.cfg = config_from_dict(cfg_dict)
         resolved = resolve_model_source(self.cfg.model)
         self.tokenizer = load_tokenizer(self.cfg.model)
         self.stop_ids = model_stop_ids(resolved.path, self.tokenizer)
         rank = adapter_rank(adapter) if adapter is not None else None
+        t2 = time.perf_counter()
         self.llm = LLM(**llm_kwargs(self.cfg.generate, resolved.path, resolved.tokenizer, rank, gpu_share))
+        # where a replica's start goes (the stage's load_seconds is their sum, plus the actor's own start)
+        print(f"[sqltrain] vllm replica start: import {t1 - t0:.1f} s, model source + tokenizer {t2 - t1:.1f} s, "
+              f"engine {time.perf_counter() - t2:.1f} s", flush=True)
         self.params = SamplingParams(**sampling_kwargs(self.cfg.generate, self.stop_ids, self.tokenizer.eos_token_id))
         self.lora = LoRARequest(ADAPTER_NAME, 1, adapter) if adapter is not None else None
 
