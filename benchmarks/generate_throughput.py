@@ -102,7 +102,7 @@ def vllm_batched(cfg, rows: list[dict]) -> dict:
     from sqltrain.generate.pipeline import resolve_vllm_compile
     from sqltrain.generate.vllm_engine import VLLMGenerator
 
-    cfg = resolve_vllm_compile(cfg, None, len(rows))  # base model, one replica: what generate_rows would pick
+    cfg = resolve_vllm_compile(cfg, len(rows))  # one replica: what generate_rows would pick
     start = time.perf_counter()
     gen = VLLMGenerator(cfg.to_dict())
     load = time.perf_counter() - start

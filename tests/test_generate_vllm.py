@@ -156,22 +156,22 @@ def test_llm_kwargs() -> None:
         "cudagraph_capture_sizes": [1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512]}
 
 
-def test_auto_compile_captures_cuda_graphs_only_for_long_adapter_jobs() -> None:
+def test_auto_compile_captures_cuda_graphs_only_for_long_jobs() -> None:
     from sqltrain.generate.pipeline import resolve_vllm_compile, timing
 
     cfg = load_config(None, [])
     assert cfg.generate.vllm_compile == "auto"
 
-    def pick(c, adapter, prompts, replicas=1):
-        return resolve_vllm_compile(c, adapter, prompts, replicas).generate.vllm_compile
+    def pick(c, prompts, replicas=1):
+        return resolve_vllm_compile(c, prompts, replicas).generate.vllm_compile
 
-    assert pick(cfg, "/a", 1026) == "cudagraphs"  # the README's Spider runs: one greedy answer per question
-    assert pick(cfg, "/a", 499) == "eager" and pick(cfg, "/a", 500) == "cudagraphs"
+    assert pick(cfg, 1026) == "cudagraphs"  # the README's Spider runs: one greedy answer per question
+    assert pick(cfg, 499) == "eager" and pick(cfg, 500) == "cudagraphs"
+    assert pick(cfg, 1026, replicas=4) == "eager"  # each replica decodes only ~257
     eight = load_config(None, ["generate.num_candidates=8", "generate.temperature=0.7"])
-    assert pick(eight, "/a", 1026) == "cudagraphs" and pick(eight, "/a", 1026, replicas=32) == "eager"
-    assert pick(eight, None, 10**6) == "eager"  # base models: graphs not measured to pay off
+    assert pick(eight, 1026) == "cudagraphs" and pick(eight, 1026, replicas=32) == "eager"
     fixed = load_config(None, ["generate.vllm_compile=full"])
-    assert pick(fixed, "/a", 10**6) == "full" and pick(fixed, None, 1) == "full"
+    assert pick(fixed, 10**6) == "full" and pick(fixed, 1) == "full"
     # The mode the replicas ran goes into the meta file (hf rows carry none).
     row = {"engine": "vllm", "batch_start": 0.0, "batch_end": 2.0, "new_tokens": 3, "load_seconds": 1.0}
     assert timing([row | {"vllm_compile": "cudagraphs"}])["vllm_compile"] == "cudagraphs"

@@ -161,19 +161,20 @@ def batch_layout(engine: str, rows: list[dict[str, Any]], replicas: int,
 
 
 CUDAGRAPHS_FROM_ANSWERS = 500
-"""generate.vllm_compile=auto captures CUDA graphs for an adapter from this many answers per
-replica. Graphs save ~10-20 ms per answer with LoRA (H100, 2026-12-07: 69 -> 258 and 37 -> 160
-answers/s after load, docs/benchmarks.md); capturing vLLM's default 102 graphs took 9-13 s, the
-14 of vllm_engine.CUDAGRAPH_SIZES far less, so a Spider-sized greedy job (~1,000) pays for it."""
+"""generate.vllm_compile=auto captures CUDA graphs from this many answers per replica. Measured
+on Spider dev (1026 greedy answers, Qwen2.5-Coder-0.5B, one H100, 2026-12-07): with the 14 graphs
+of vllm_engine.CUDAGRAPH_SIZES (1-2 s of capture on a warm host), answers/s after load went 70 ->
+220 with the adapter and 189 -> 409 for the base model, and the stage 71 -> 57 s and 90 -> 61 s,
+with the same EX (docs/benchmarks.md). Below a few hundred answers the capture is not won back."""
 
 
-def resolve_vllm_compile(cfg: Config, adapter: str | None, prompts: int, replicas: int = 1) -> Config:
+def resolve_vllm_compile(cfg: Config, prompts: int, replicas: int = 1) -> Config:
     """cfg with generate.vllm_compile=auto made concrete for a job of `prompts` questions spread
     over `replicas` (see GenerateConfig.vllm_compile)."""
     gen = cfg.generate
     if gen.vllm_compile != "auto":
         return cfg
-    graphs = adapter is not None and prompts * gen.num_candidates / replicas >= CUDAGRAPHS_FROM_ANSWERS
+    graphs = prompts * gen.num_candidates / replicas >= CUDAGRAPHS_FROM_ANSWERS
     return cfg.model_copy(update={"generate": gen.model_copy(update={"vllm_compile": "cudagraphs" if graphs else "eager"})})
 
 
@@ -191,7 +192,7 @@ def generate_rows(cfg: Config, adapter: str | None, rows: list[dict[str, Any]], 
     replicas, resources = actor_resources(cfg, cluster, log)
     engine = planned_engine(cfg, cluster)
     if engine == "vllm":
-        cfg = resolve_vllm_compile(cfg, adapter, len(rows), replicas)
+        cfg = resolve_vllm_compile(cfg, len(rows), replicas)
     rows, bs = batch_layout(engine, rows, replicas, cfg.generate.batch_size)
     mode = f", {cfg.generate.vllm_compile}" if engine == "vllm" else ""
     log(f"[sqltrain] generate: {len(rows)} prompts, {replicas} replica(s) ({engine}{mode}), each with {resources}")
