@@ -1,7 +1,5 @@
-# The queue of the fourth 2026-12-07 session (one H100): the guard's cost (in-process A/B), then the
-# 0.5B README training beside the fresh-LoRA replays, the replays on its own adapter, greedy and
-# execution-vote generation. Written to .gpucarry/queue.sh before call 1 (scripts/gpu/README.md).
-# session 2026-12-07 (fourth): issue 11 (guard cost, non-finite op), 12/17 (vLLM stage, vote8)
+# session 2026-12-07 (fifth): issue 11 (README 0.5B with the flipped defaults: cuDNN SDPA off, pad 8),
+# the fix's step cost, issue 12 (14 CUDA graphs, auto = graphs for greedy adapter runs), issue 17 (vote8)
 source /tmp/w/env.sh
 cd $W/repo
 step() { local n=$1; shift; echo "=== $n start $(date +%T)"; local t=$SECONDS; "$@" > $L/$n.log 2>&1; local rc=$?; echo "=== $n rc=$rc $((SECONDS-t))s $(date +%T)"; return $rc; }
@@ -10,35 +8,29 @@ T0=$(cut -d' ' -f3 $W/t0); END=$(cat $W/end_s)
 left() { [ $(( T0 + END - $(date +%s) )) -gt $1 ] || { echo "=== skip (less than $1 s left) $(date +%T)"; return 1; }; }
 waitfor() { while [ ! -f $W/$1.ready ]; do sleep 3; done; echo "=== $1 ready $(date +%T)"; }
 Q=configs/qwen2.5-coder-0.5b-spider.yaml; R=runs/qwen2.5-coder-0.5b-spider
-MEM=generate.gpu_memory_utilization=0.35
 SP=(--spider-dir ../shared/spider --split dev --exclude ../shared/spider/database/KNOWN_GAPS.tsv --no-progress)
 mkdir -p $W/tok && tar xJf $W/extra/tok.tar.xz -C $W  # the Qwen tokenizer for the random-init model
-# A. the guard's cost, alone on the idle GPU (in-process on/off blocks)
-step guard-ab python3 benchmarks/guard_overhead.py --model random:qwen2.5-0.5b --batch 16 --seq 512 \
-  --pairs 8 --block 10 --out $L/guard-ab.json model.tokenizer=$W/tok
-# B. the 0.5B model: README training in the background; replay of the rebuilt batches (fresh LoRA)
+git log -1 --format='%H %s' > $L/commit.txt 2>/dev/null; git diff --stat >> $L/commit.txt 2>/dev/null
+# A. the fix's cost per step (cuDNN allowed + pad 1 vs cuDNN off + pad 8), idle GPU, while the weights arrive
+step attn-ab python3 benchmarks/attention_ab.py --model random:qwen2.5-0.5b --batch 16 --seq 512 --min-seq 256 \
+  --pairs 8 --block 8 --out $L/attn-ab.json model.tokenizer=$W/tok
+# A2. the guard's cost where the step is GPU-bound (the 0.5B step is launch-bound: +-4% resolution)
+left 1100 && step guard-ab-1.5b python3 benchmarks/guard_overhead.py --model random:qwen2.5-1.5b --batch 8 --seq 1024 \
+  --pairs 8 --block 6 --out $L/guard-ab-1.5b.json model.tokenizer=$W/tok
+# B. the README's command with the committed defaults (train first; vLLM must be installed before generate)
 waitfor big1
-TRAIN=
-if left 750; then step train sq pipeline --config $Q --stages prepare,train $MEM & TRAIN=$!; fi
-X=$W/extra/replay-seed2
-step diag-plain python3 benchmarks/diagnose_nonfinite.py $X --config $Q --eager-only --out $L/diag-plain.json
-grep -q NON-FINITE $L/diag-plain.log && left 900 && step diag-fp32 python3 benchmarks/diagnose_nonfinite.py $X --config $Q --eager-only --out $L/diag-fp32.json quantization.compute_dtype=fp32
-grep -q NON-FINITE $L/diag-plain.log && left 850 && step diag-eager-attn python3 benchmarks/diagnose_nonfinite.py $X --config $Q --eager-only --out $L/diag-eager-attn.json model.attn_implementation=eager
-[ -n "$TRAIN" ] && wait $TRAIN; ls $R/train/nonfinite 2>/dev/null | tee $L/nonfinite-files.txt
-# C. the run's own skipped batches on its trained adapter: plain, fp32, eager attention
-if [ -d $R/train/nonfinite ]; then
-  left 500 && step diagr-plain python3 benchmarks/diagnose_nonfinite.py $R --eager-only --out $L/diagr-plain.json
-  grep -q NON-FINITE $L/diagr-plain.log && left 450 && step diagr-fp32 python3 benchmarks/diagnose_nonfinite.py $R --eager-only --out $L/diagr-fp32.json quantization.compute_dtype=fp32
-  grep -q NON-FINITE $L/diagr-plain.log && left 400 && step diagr-eager-attn python3 benchmarks/diagnose_nonfinite.py $R --eager-only --out $L/diagr-eager-attn.json model.attn_implementation=eager
-fi
-# D. vLLM: fine-tuned greedy (README defaults), then execution_vote over 8 samples
+left 700 && step train sq pipeline --config $Q --stages prepare,train
 [ -f $R/train/adapter/adapter_config.json ] || { echo '=== no adapter'; touch $W/done; exit 0; }
 waitfor whl
-left 240 && step gen-ft sq pipeline --config $Q --stages generate-finetuned,evaluate-finetuned
-left 200 && { step gen-vote8 sq generate --config $Q --adapter $R/train/adapter --out $R/predictions/ft-vote8.jsonl \
+left 260 && step gen-eval sq pipeline --config $Q --stages generate-base,generate-finetuned,evaluate-base,evaluate-finetuned,compare,report
+# C. the same adapter decoded eager (the old auto choice for 1026 greedy answers): isolates the graphs
+left 200 && { step gen-eager sq generate --config $Q --adapter $R/train/adapter --out $R/predictions/ft-eager.jsonl generate.vllm_compile=eager &&
+  step eval-eager sq evaluate "${SP[@]}" --predictions $R/predictions/ft-eager.jsonl --out $R/eval/ft-eager; }
+# D. execution vote over 8 samples on this adapter
+left 170 && { step gen-vote8 sq generate --config $Q --adapter $R/train/adapter --out $R/predictions/ft-vote8.jsonl \
     generate.selection=execution_vote generate.num_candidates=8 generate.temperature=0.7 &&
   step eval-vote8 sq evaluate "${SP[@]}" --predictions $R/predictions/ft-vote8.jsonl --out $R/eval/ft-vote8; }
-left 120 && { step gen-cg-trunc sq generate --config $Q --adapter $R/train/adapter --out $R/predictions/ft-cg-trunc.jsonl \
-    generate.vllm_compile=cudagraphs generate.vllm_stop=truncate &&
-  step eval-cg-trunc sq evaluate "${SP[@]}" --predictions $R/predictions/ft-cg-trunc.jsonl --out $R/eval/ft-cg-trunc; }
+# E. the base model with the 14 graphs (auto keeps base runs eager: is that still right?)
+left 110 && { step gen-base-cg sq generate --config $Q --out $R/predictions/base-cg.jsonl generate.vllm_compile=cudagraphs &&
+  step eval-base-cg sq evaluate "${SP[@]}" --predictions $R/predictions/base-cg.jsonl --out $R/eval/base-cg; }
 echo "=== all done $(date +%T)"; touch $W/done
