@@ -112,9 +112,9 @@ def test_train_sdpa_cudnn_sets_the_process_flag():
     from sqltrain.train.worker import select_attention_kernels
 
     try:
-        select_attention_kernels(load_config(None, ["train.sdpa_cudnn=false"]))
-        assert not torch.backends.cuda.cudnn_sdp_enabled()
-        select_attention_kernels(load_config(None, []))
+        select_attention_kernels(load_config(None, ["train.sdpa_cudnn=true"]))
         assert torch.backends.cuda.cudnn_sdp_enabled()
+        select_attention_kernels(load_config(None, []))  # the default: off
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
     finally:
         torch.backends.cuda.enable_cudnn_sdp(True)
