@@ -66,18 +66,6 @@ def batches(args, device, multiple: int) -> list[dict]:
     return out
 
 
-def run_cycle(engine, cycle: list[dict], n: int, sync) -> float:
-    """Seconds per optimizer step over n steps through the cycle (device drained around them)."""
-    sync()
-    t = time.perf_counter()
-    for i in range(n):
-        loss = engine(**cycle[i % len(cycle)]).loss
-        engine.backward(loss)
-        engine.step()
-    sync()
-    return (time.perf_counter() - t) / n
-
-
 def measure(args) -> dict:
     import tempfile
 
@@ -97,7 +85,7 @@ def measure(args) -> dict:
     def run(arm: str, n: int) -> float:
         cudnn, cycle = arms[arm]
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
-        return run_cycle(engine, cycle, n, sync)
+        return guard_overhead.run_steps(engine, cycle, n, sync)
 
     for arm in arms:
         run(arm, max(1, args.warmup // 2))

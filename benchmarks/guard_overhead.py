@@ -90,12 +90,13 @@ def random_batch(args, device, seed: int) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": ids.to(device)}
 
 
-def run_steps(engine, batch, n: int, sync) -> float:
-    """Seconds per optimizer step over n steps (the device drained before and after)."""
+def run_steps(engine, batches: list[dict], n: int, sync) -> float:
+    """Seconds per optimizer step over n steps, cycling through `batches` (the device drained
+    before and after)."""
     sync()
     t = time.perf_counter()
-    for _ in range(n):
-        loss = engine(**batch).loss
+    for i in range(n):
+        loss = engine(**batches[i % len(batches)]).loss
         engine.backward(loss)
         engine.step()
     sync()
@@ -113,15 +114,15 @@ def measure(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="sqltrain-guard-") as d:
         cfg = make_config(args, d)
         engine = build_engine(cfg, device, cfg.train.max_steps, 1)
-    batch = random_batch(args, device, seed=0)
+    batches = [random_batch(args, device, seed=0)]
     for on in (True, False):
         set_guard(engine, on)
-        run_steps(engine, batch, max(1, args.warmup // 2), sync)
+        run_steps(engine, batches, max(1, args.warmup // 2), sync)
     times: dict[bool, list[float]] = {True: [], False: []}
     for i in range(args.pairs):
         for on in ((True, False) if i % 2 == 0 else (False, True)):  # ABBA: no arm always goes first
             set_guard(engine, on)
-            times[on].append(run_steps(engine, batch, args.block, sync))
+            times[on].append(run_steps(engine, batches, args.block, sync))
     return summarize(times[True], times[False]) | {
         "device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "model": args.model,
         "batch": args.batch, "seq": args.seq, "block": args.block, "pairs": args.pairs,

@@ -479,8 +479,11 @@ def test_guard_settings_are_validated():
 
 # Losses of the first six steps of the repeated-batch run (tiny random llama, 2 CPU workers,
 # ZeRO-2, fp32). They move only when the model, optimizer, loss or batching numerics change:
-# then check the change was meant and pin the new values.
-PINNED_LOSSES = [10.8526, 10.8526, 10.5594, 10.3885, 10.0892, 10.1524]  # step 1 has lr 0 (warmup)
+# then check the change was meant and pin the new values. Last re-pinned for
+# train.pad_to_multiple_of=8 (2026-12-07): LoRA dropout draws its masks over the padded width, so
+# steps 3-6 moved (with lora.dropout=0 the losses of pad 1 and pad 8 agree to 1e-5; with pad 1
+# and dropout these were 10.5594, 10.3885, 10.0892, 10.1524).
+PINNED_LOSSES = [10.8526, 10.8526, 10.5599, 10.3884, 10.0844, 10.1957]  # step 1 has lr 0 (warmup)
 
 
 @pytest.mark.slow
