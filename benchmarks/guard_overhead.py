@@ -47,6 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, default=10, help="(on, off) block pairs, in ABBA order")
     p.add_argument("--block", type=int, default=10, help="optimizer steps per block")
     p.add_argument("--warmup", type=int, default=8, help="untimed steps first (compilation), both arms")
+    p.add_argument("--profile-rounds", type=int, default=0,
+                   help="also profile the GPU timeline: this many (on, off) rounds, ABBA, of --block steps each")
     p.add_argument("--cpu", action="store_true", help="run on CPU (smoke test only)")
     p.add_argument("--cache-dir", default="~/.cache/sqltrain/models")
     p.add_argument("--out", help="also write the results as JSON here")
@@ -123,11 +125,61 @@ def measure(args) -> dict:
         for on in ((True, False) if i % 2 == 0 else (False, True)):  # ABBA: no arm always goes first
             set_guard(engine, on)
             times[on].append(run_steps(engine, batches, args.block, sync))
-    return summarize(times[True], times[False]) | {
+    profiled = profile_arms(engine, batches, args, sync) if args.profile_rounds and not args.cpu else {}
+    return summarize(times[True], times[False]) | profiled | {
         "device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "model": args.model,
         "batch": args.batch, "seq": args.seq, "block": args.block, "pairs": args.pairs,
         "compile": compile_enabled(cfg),
     }
+
+
+def busy_length(intervals: list[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals: the time at least one kernel ran."""
+    total, reached = 0.0, -math.inf
+    for start, end in sorted(intervals):
+        if end > reached:
+            total += end - max(start, reached)
+            reached = end
+    return total
+
+
+def gpu_timeline(engine, batches: list[dict], n: int, sync) -> tuple[float, float]:
+    """(busy, idle) GPU microseconds per step over n steps, from the kernels' own timestamps.
+
+    Why: the wall time of a step moves by 10-20% between blocks (CPU launch jitter, clocks), so
+    two arms' step times cannot resolve 1%. What the guard can add is GPU idle time: its host read
+    of the norm drains the queue, and the GPU waits until the CPU launches again. Busy time (the
+    kernels) is the same in both arms; idle time is where a cost would show. Only kernels and
+    copies are recorded (no CPU ops), to keep the profiler's own launch overhead small; what it
+    adds falls on both arms alike."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    for activities in ([ProfilerActivity.CUDA], [ProfilerActivity.CPU, ProfilerActivity.CUDA]):
+        with profile(activities=activities) as prof:
+            run_steps(engine, batches, n, sync)
+        spans = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA]
+        if spans:  # some builds record kernels only alongside CPU ops (tritonbench#401): then both arms get them
+            break
+    else:
+        raise RuntimeError("the profiler recorded no CUDA kernels")
+    window = max(e for _, e in spans) - min(s for s, _ in spans)
+    busy = busy_length(spans)
+    return busy / n, (window - busy) / n
+
+
+def profile_arms(engine, batches: list[dict], args, sync) -> dict:
+    """GPU busy and idle microseconds per step, guard on and off, medians over ABBA rounds."""
+    per_arm: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for i in range(args.profile_rounds):
+        for on in ((True, False) if i % 2 == 0 else (False, True)):
+            set_guard(engine, on)
+            per_arm[on].append(gpu_timeline(engine, batches, args.block, sync))
+    med = {on: (statistics.median(b for b, _ in v), statistics.median(i for _, i in v)) for on, v in per_arm.items()}
+    return {"gpu_busy_us_on": med[True][0], "gpu_busy_us_off": med[False][0],
+            "gpu_idle_us_on": med[True][1], "gpu_idle_us_off": med[False][1],
+            "gpu_idle_added_per_step": (med[True][1] - med[False][1]) / (med[False][0] + med[False][1]),
+            "profile_rounds": {str(on): v for on, v in per_arm.items()}}
 
 
 def summarize(on: list[float], off: list[float]) -> dict:
@@ -146,6 +198,10 @@ def main(argv=None) -> int:
     print(f"{r['device']}  {r['model']}  batch {r['batch']} x seq {r['seq']}: step {r['step_s_off'] * 1e3:.2f} ms "
           f"(guard off) vs {r['step_s_on'] * 1e3:.2f} ms (on): overhead {r['overhead']:+.2%} "
           f"(paired {r['paired_overhead_mean']:+.2%} ± {r['paired_overhead_sem']:.2%})")
+    if "gpu_idle_us_on" in r:
+        print(f"GPU timeline per step: busy {r['gpu_busy_us_off'] / 1e3:.2f} ms (off) vs {r['gpu_busy_us_on'] / 1e3:.2f} ms "
+              f"(on); idle {r['gpu_idle_us_off'] / 1e3:.2f} ms (off) vs {r['gpu_idle_us_on'] / 1e3:.2f} ms (on): "
+              f"the guard adds {r['gpu_idle_added_per_step']:+.2%} of a step as GPU idle time")
     if args.out:
         Path(args.out).write_text(json.dumps(r, indent=2) + "\n")
     return 0

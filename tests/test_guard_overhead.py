@@ -52,3 +52,9 @@ def test_summary():
     assert r["overhead"] == pytest.approx(0.02)
     assert r["paired_overhead_mean"] == pytest.approx(0.02)
     assert r["paired_overhead_sem"] == pytest.approx(0.01)
+
+
+def test_busy_length_is_the_union_of_kernel_spans():
+    assert guard_overhead.busy_length([]) == 0
+    assert guard_overhead.busy_length([(0, 2), (1, 3), (5, 6)]) == 4  # overlap counted once, gap not at all
+    assert guard_overhead.busy_length([(4, 5), (0, 10), (2, 3)]) == 10  # nested spans, any order
