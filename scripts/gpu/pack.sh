@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Pack what a GPU session carries (scripts/gpu/README.md): Spider as one file, the vLLM wheels and
-# the GGUF models as one tar cut into 48 MiB pieces (.gpucarry/$SET/pNN/chunk + SHA256), and these
+# the GGUF models as one tar cut into $PIECE pieces (40 MiB by default: a piece plus the
+# repository's own tracked files, ~19 MiB with docs/results, must stay under a call's 64 MiB) (.gpucarry/$SET/pNN/chunk + SHA256), and these
 # scripts (.gpucarry/sh). Run from the repository root after fetching .whl/ and models/.
 # Several sets (what the queue needs first arrives first, each with its own ready flag):
 #   SET=big1 FILES=".whl/*.whl models/qwen2.5-coder-0.5b*.gguf" scripts/gpu/pack.sh
 #   SET=big2 FILES="models/qwen2.5-coder-1.5b*.gguf" scripts/gpu/pack.sh
 set -euo pipefail
-SET=${SET:-big}; FILES=${FILES:-".whl/*.whl models/*.gguf"}
+SET=${SET:-big}; FILES=${FILES:-".whl/*.whl models/*.gguf"}; PIECE=${PIECE:-40M}
 mkdir -p .gpucarry/sh
 tar cJf .gpucarry/spider.tar.xz -C "${SPIDER_PARENT:-../shared}" spider
 cp scripts/gpu/{env,host-setup,put-chunk,poll,collect}.sh .gpucarry/sh/
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 cp $FILES "$T"/ && tar cf "$T.tar" -C "$T" . && mv "$T.tar" "$T/big.tar"
 rm -rf ".gpucarry/$SET" && mkdir -p ".gpucarry/$SET"
-split -b 48M -d -a 2 "$T/big.tar" ".gpucarry/$SET/chunk."
+split -b "$PIECE" -d -a 2 "$T/big.tar" ".gpucarry/$SET/chunk."
 for c in .gpucarry/$SET/chunk.*; do d=$(printf ".gpucarry/$SET/p%02d" $((10#${c##*.} + 1))); mkdir -p "$d"; mv "$c" "$d/chunk"; done
 (cd "$T" && sha256sum big.tar) > ".gpucarry/$SET/SHA256"
 ls -d .gpucarry/$SET/p* | wc -l | xargs echo "$SET pieces:"; [ -f .gpucarry/queue.sh ] || echo "now write .gpucarry/queue.sh (see scripts/gpu/queue-example.sh)"
