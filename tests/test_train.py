@@ -367,6 +367,26 @@ def uninterrupted_mini_run(base: Path, cache: Path) -> list[dict]:
     return _uninterrupted["rows"]
 
 
+@pytest.mark.slow
+def test_dev_rows_are_the_first_in_file_order_on_every_run(tmp_path, ray_local):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sqltrain.train.data import SplitInfo
+    from sqltrain.train.driver import Plan, _read_dev
+
+    files = []
+    for f in range(4):  # several files and row groups: blocks that may finish in any order
+        ids = [[f * 100 + i] * (1 + i % 5) for i in range(25)]
+        table = pa.table({"input_ids": ids, "labels": ids, "length": [len(x) for x in ids]})
+        files.append(str(tmp_path / f"part-{f}.parquet"))
+        pq.write_table(table, files[-1], row_group_size=5)
+    plan = Plan(total_steps=1, steps_per_epoch=1, train=SplitInfo(files, 100), dev=SplitInfo(files, 100), dev_rows=37)
+    firsts = [[r["input_ids"][0] for r in _read_dev(plan).take_all()] for _ in range(3)]
+    assert firsts[0] == [f * 100 + i for f in range(4) for i in range(25)][:37]
+    assert firsts[1] == firsts[0] == firsts[2]
+
+
 def test_dropout_masks_are_a_function_of_seed_step_and_rank():
     from sqltrain.train.worker import _seed_step
 
@@ -390,6 +410,9 @@ def test_killed_worker_resumes_from_the_last_checkpoint_and_reproduces_the_unint
     assert rows[3]["tokens"] > rows[2]["tokens"]  # token counter restored from the checkpoint too
     # Same rows in the same order, same seeds, same optimizer state: the same losses.
     assert [r["loss"] for r in rows] == pytest.approx([r["loss"] for r in straight], abs=1e-5)
+    # ...and the same dev rows (the first train.eval_examples in file order): the same dev losses.
+    assert [r["dev_loss"] for r in rows if "dev_loss" in r] == pytest.approx(
+        [r["dev_loss"] for r in straight if "dev_loss" in r], abs=1e-5)
     assert result.metrics["step"] == 6
     assert (Path(result.adapter_dir) / "adapter_model.safetensors").exists()
 
