@@ -86,7 +86,9 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
         # Small CPU hosts: one math thread per worker, or the workers fight over the cores.
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
     select_attention_kernels(cfg)
+    started = time.perf_counter()
     engine = build_engine(cfg, device, plan.total_steps, world)
+    built = time.perf_counter()
     state = TrainState()
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -94,7 +96,11 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
             saved = ck.restore_engine(engine, Path(d))
         state = TrainState(step=saved["step"], tokens=saved["tokens"], skipped_steps=saved.get("skipped_steps", 0),
                            resumed_from=saved["step"])
+    restored = time.perf_counter()
     dev_batches = _dev_batches(cfg, rank, world, device)
+    if rank == 0:  # where a run's start goes (model load + quantize + LoRA + DeepSpeed, resume, dev rows)
+        print(f"[sqltrain] worker start: engine {built - started:.1f} s, checkpoint restore {restored - built:.1f} s, "
+              f"dev rows {time.perf_counter() - restored:.1f} s", flush=True)
     stream = micro_batch_stream(
         ray.train.get_dataset_shard("train"), cfg.train.micro_batch_size, plan.steps_per_epoch * cfg.train.grad_accum,
         cfg.train.seed, skip=state.step * cfg.train.grad_accum, device=device,
