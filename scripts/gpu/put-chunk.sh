@@ -5,8 +5,9 @@ SET=${SET:-big}; P=$W/parts-$SET
 mkdir -p $P && cp .gpucarry/$SET/$1/chunk $P/$1 && echo "got $SET/$1 $(du -sh $P | cut -f1)"
 if [ -n "$LAST" ]; then
   set -e
-  cat $P/p* > $W/$SET.tar && rm -rf $P
+  cat $P/p* > $W/$SET.tar
   cp .gpucarry/$SET/SHA256 $W/$SET.sha256 && (cd $W && sed "s/big.tar/$SET.tar/" $SET.sha256 | sha256sum -c)
+  rm -rf $P  # only once the set checks out: a refused piece can then be sent again, then LAST again
   mkdir -p $W/$SET && tar xf $W/$SET.tar -C $W/$SET && rm $W/$SET.tar
   if ls $W/$SET/*.whl >/dev/null 2>&1; then
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site2 $W/$SET/*.whl
