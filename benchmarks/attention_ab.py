@@ -90,9 +90,8 @@ def measure(args) -> dict:
     for arm in arms:
         run(arm, max(1, args.warmup // 2))
     times: dict[str, list[float]] = {"A": [], "B": []}
-    for i in range(args.pairs):
-        for arm in (("A", "B") if i % 2 == 0 else ("B", "A")):
-            times[arm].append(run(arm, args.block))
+    for arm in guard_overhead.abba(args.pairs, "A", "B"):
+        times[arm].append(run(arm, args.block))
     s = guard_overhead.summarize(times["B"], times["A"])
     skipped = int(getattr(engine.optimizer, "skipped_steps", 0) or 0)
     return {"step_s_cudnn_pad1": s["step_s_off"], "step_s_nocudnn_pad8": s["step_s_on"],

@@ -92,6 +92,13 @@ def random_batch(args, device, seed: int) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "labels": ids.to(device)}
 
 
+def abba(rounds: int, first, second):
+    """The two arms in ABBA order over `rounds` pairs: neither always goes first, so clock drift,
+    thermal state and allocator warm-up fall on both alike."""
+    for i in range(rounds):
+        yield from ((first, second) if i % 2 == 0 else (second, first))
+
+
 def run_steps(engine, batches: list[dict], n: int, sync) -> float:
     """Seconds per optimizer step over n steps, cycling through `batches` (the device drained
     before and after)."""
@@ -121,10 +128,9 @@ def measure(args) -> dict:
         set_guard(engine, on)
         run_steps(engine, batches, max(1, args.warmup // 2), sync)
     times: dict[bool, list[float]] = {True: [], False: []}
-    for i in range(args.pairs):
-        for on in ((True, False) if i % 2 == 0 else (False, True)):  # ABBA: no arm always goes first
-            set_guard(engine, on)
-            times[on].append(run_steps(engine, batches, args.block, sync))
+    for on in abba(args.pairs, True, False):
+        set_guard(engine, on)
+        times[on].append(run_steps(engine, batches, args.block, sync))
     profiled = profile_arms(engine, batches, args, sync) if args.profile_rounds and not args.cpu else {}
     return summarize(times[True], times[False]) | profiled | {
         "device": "cpu" if args.cpu else torch.cuda.get_device_name(0), "model": args.model,
@@ -155,13 +161,10 @@ def gpu_timeline(engine, batches: list[dict], n: int, sync) -> tuple[float, floa
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
-    for activities in ([ProfilerActivity.CUDA], [ProfilerActivity.CPU, ProfilerActivity.CUDA]):
-        with profile(activities=activities) as prof:
-            run_steps(engine, batches, n, sync)
-        spans = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA]
-        if spans:  # some builds record kernels only alongside CPU ops (tritonbench#401): then both arms get them
-            break
-    else:
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_steps(engine, batches, n, sync)
+    spans = [(e.time_range.start, e.time_range.end) for e in prof.events() if e.device_type == DeviceType.CUDA]
+    if not spans:
         raise RuntimeError("the profiler recorded no CUDA kernels")
     window = max(e for _, e in spans) - min(s for s, _ in spans)
     busy = busy_length(spans)
@@ -171,10 +174,9 @@ def gpu_timeline(engine, batches: list[dict], n: int, sync) -> tuple[float, floa
 def profile_arms(engine, batches: list[dict], args, sync) -> dict:
     """GPU busy and idle microseconds per step, guard on and off, medians over ABBA rounds."""
     per_arm: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
-    for i in range(args.profile_rounds):
-        for on in ((True, False) if i % 2 == 0 else (False, True)):
-            set_guard(engine, on)
-            per_arm[on].append(gpu_timeline(engine, batches, args.block, sync))
+    for on in abba(args.profile_rounds, True, False):
+        set_guard(engine, on)
+        per_arm[on].append(gpu_timeline(engine, batches, args.block, sync))
     med = {on: (statistics.median(b for b, _ in v), statistics.median(i for _, i in v)) for on, v in per_arm.items()}
     return {"gpu_busy_us_on": med[True][0], "gpu_busy_us_off": med[False][0],
             "gpu_idle_us_on": med[True][1], "gpu_idle_us_off": med[False][1],

@@ -58,3 +58,7 @@ def test_busy_length_is_the_union_of_kernel_spans():
     assert guard_overhead.busy_length([]) == 0
     assert guard_overhead.busy_length([(0, 2), (1, 3), (5, 6)]) == 4  # overlap counted once, gap not at all
     assert guard_overhead.busy_length([(4, 5), (0, 10), (2, 3)]) == 10  # nested spans, any order
+
+
+def test_abba_alternates_which_arm_goes_first():
+    assert list(guard_overhead.abba(3, "A", "B")) == ["A", "B", "B", "A", "A", "B"]
