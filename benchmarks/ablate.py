@@ -1,0 +1,225 @@
+"""Ablations on the validation split: which recipe setting earns its place as a default.
+
+Each variant is a set of config overrides on one base config. Every variant (x every --seeds seed)
+trains on train minus the validation databases (data.validation.fraction, whole databases held
+out, as Spider's dev is), and its adapter generates and is scored by execution on `validation`:
+Spider dev is never looked at, so the defaults chosen here do not overfit the number the README
+reports.
+
+Variants file (YAML; the first variant is the reference every other one is compared with):
+    baseline: {}
+    budget512: {linking.token_budget: 512}
+    r32: {lora.r: 32, lora.alpha: 64}
+    vote8: {generate.selection: execution_vote, generate.num_candidates: 8, generate.temperature: 0.7}
+
+Variants whose overrides leave the data, prompt, model and training sections alone (vote8 above)
+reuse the reference's trained adapter: a run directory per distinct training setup, under
+--work/<name of the first variant that needs it>-seed<seed>, runs `prepare` and `train` through
+the pipeline (finished stages are skipped, so a cut-short ablation resumes where it stopped).
+Each variant's predictions and evaluation go to --work/eval/<variant>-seed<seed>/.
+
+Output (--out JSON, plus the same path with .md): per variant and seed the validation EX and
+exact match, EX by hardness, the best validation loss and its step, skipped steps, training and
+generation seconds, and the paired comparison with the reference of the same seed (fixed,
+broken, McNemar p); per variant the mean EX over seeds. Both files are rewritten after every
+variant. Every variant's config is loaded before anything runs, so a typo fails at once.
+
+GPU (the Qwen GGUF from ../shared/models/get-model.sh qwen-coder-0.5b models/):
+  python benchmarks/ablate.py --config configs/qwen2.5-coder-0.5b-spider.yaml \\
+      --variants configs/ablations/qwen0.5b.yaml --work runs/ablate-q05 --seeds 42,2 \\
+      --out docs/ablations/qwen0.5b.json
+CPU (what tests/test_ablate.py runs, on the mini benchmark):
+  python benchmarks/ablate.py --config C --variants V --work W --out O model.name=random:tiny ...
+Trailing key=value arguments override every variant's config (before the variant's own).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sqltrain.config import Config, ConfigError, load_config  # noqa: E402
+
+# Sections that do not change what `prepare` and `train` produce: variants differing only here
+# share one trained adapter. (data.eval_split is the same for all: validation.)
+NOT_TRAINING = {"run_dir", "generate", "evaluate", "tune", "tracking", "cluster"}
+
+
+@dataclass
+class Variant:
+    name: str
+    seed: int
+    overrides: dict
+    cfg: Config
+    train_key: str
+    run_dir: Path = field(default=Path())
+
+
+def read_variants(path: Path) -> dict[str, dict]:
+    """The variants file: a mapping of name -> {config key: value}, the reference first."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: cannot read the variants file: {e}") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of variant name -> overrides (the reference first)")
+    for name, ov in data.items():
+        if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"{path}: variant name {name!r}: use letters, digits, '-' and '_'")
+        if ov is not None and not isinstance(ov, dict):
+            raise ConfigError(f"{path}: variant {name!r}: expected a mapping of config key -> value")
+    return {name: ov or {} for name, ov in data.items()}
+
+
+def training_key(cfg: Config) -> str:
+    """Digest of everything that shapes the prepared shards and the trained adapter."""
+    dump = cfg.model_dump(mode="json", exclude=NOT_TRAINING)
+    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def plan(config: str | None, variants: dict[str, dict], seeds: list[int], fraction: float,
+         common: list[str], work: Path) -> list[Variant]:
+    """Every (variant, seed) with its loaded config and the run directory it trains in; raises
+    ConfigError naming the variant before anything runs."""
+    forced = [f"data.validation.fraction={fraction}", "data.eval_split=validation"]
+    out, run_dirs = [], {}
+    for seed in seeds:
+        for name, ov in variants.items():
+            own = [f"{k}={json.dumps(v)}" for k, v in ov.items()]
+            try:
+                cfg = load_config(config, [*common, f"train.seed={seed}", *own, *forced])
+            except ConfigError as e:
+                raise ConfigError(f"variant {name!r}: {e}") from None
+            v = Variant(name, seed, ov, cfg, training_key(cfg))
+            v.run_dir = run_dirs.setdefault(v.train_key, (work / f"{name}-seed{seed}").absolute())
+            v.cfg = cfg.model_copy(update={"run_dir": str(v.run_dir)})
+            out.append(v)
+    return out
+
+
+def run_variant(v: Variant, work: Path) -> dict:
+    """Train (or reuse) the variant's adapter, generate on validation, score it; resumable."""
+    from sqltrain.evaluate.records import EvalSummary
+    from sqltrain.evaluate.runner import run_evaluate
+    from sqltrain.generate.pipeline import run_generate
+    from sqltrain.pipeline import run_pipeline
+
+    run_pipeline(v.cfg, only=["prepare", "train"])  # skips what is up to date
+    out = work / "eval" / f"{v.name}-seed{v.seed}"
+    preds, eval_dir = out / "predictions.jsonl", out / "eval"
+    if not preds.with_suffix(".meta.json").exists():
+        run_generate(v.cfg, adapter=str(v.run_dir / "train" / "adapter"), split="validation", out=preds)
+    if not (eval_dir / "summary.json").exists():
+        run_evaluate(v.cfg, preds, eval_dir, split="validation", progress=False)
+    return row(v, EvalSummary.read(eval_dir / "summary.json"), eval_dir)
+
+
+def row(v: Variant, summary, eval_dir: Path) -> dict:
+    """One variant x seed: its scores and what its training and generation cost."""
+    train = json.loads((v.run_dir / "train" / "summary.json").read_text())
+    stage = v.run_dir / "stages" / "train.json"
+    meta = json.loads((eval_dir.parent / "predictions.meta.json").read_text())
+    return {
+        "variant": v.name, "seed": v.seed, "overrides": v.overrides, "run_dir": str(v.run_dir),
+        "eval_dir": str(eval_dir), "n": summary.n, "ex": summary.ex, "exact_match": summary.exact_match,
+        "ex_by_hardness": {h: s.ex for h, s in summary.by_hardness.items()},
+        "best_validation_loss": train["exported"]["dev_loss"], "best_step": train["exported"]["step"],
+        "skipped_steps": train["skipped_steps"],
+        "train_seconds": json.loads(stage.read_text())["seconds"] if stage.exists() else None,
+        "generate_seconds": meta["seconds"],
+    }
+
+
+def with_comparisons(rows: list[dict]) -> list[dict]:
+    """Each row paired with the reference (the first variant) of its seed."""
+    from sqltrain.report.paired import compare
+
+    ref = {}
+    for r in rows:
+        ref.setdefault(r["seed"], r)
+    for r in rows:
+        base = ref[r["seed"]]
+        c = compare(base["eval_dir"], r["eval_dir"], labels=(base["variant"], r["variant"]))
+        r["vs_reference"] = {"reference": base["variant"], "ex_delta": c["overall"]["ex_delta"],
+                             "fixed": c["fixed"], "broken": c["broken"], "mcnemar_p": c["mcnemar_p"]}
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per variant, in file order: mean validation EX over its seeds and the change from the reference."""
+    names = list(dict.fromkeys(r["variant"] for r in rows))
+    mean = {n: statistics.fmean(r["ex"] for r in rows if r["variant"] == n) for n in names}
+    return [{"variant": n, "seeds": [r["seed"] for r in rows if r["variant"] == n], "mean_ex": mean[n],
+             "delta_vs_reference": mean[n] - mean[names[0]]} for n in names]
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:.1f}"
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Ablations on the validation split ({result['config']})", "",
+             "| variant | overrides | seed | n | EX | Δ EX vs ref | fixed / broken (p) | EM | best val loss (step) | skipped | train s | generate s |",
+             "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
+    for r in result["rows"]:
+        c = r["vs_reference"]
+        ov = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "—"
+        train_s = f"{r['train_seconds']:.0f}" if r["train_seconds"] is not None else "—"
+        lines.append(f"| {r['variant']} | {ov} | {r['seed']} | {r['n']} | {100 * r['ex']:.1f} | "
+                     f"{100 * c['ex_delta']:+.1f} | {c['fixed']} / {c['broken']} ({c['mcnemar_p']:.2g}) | "
+                     f"{_pct(r['exact_match'])} | {r['best_validation_loss']:.4f} ({r['best_step']}) | "
+                     f"{r['skipped_steps']} | {train_s} | {r['generate_seconds']:.0f} |")
+    lines += ["", "| variant | seeds | mean EX | Δ vs reference |", "|---|---|---:|---:|"]
+    lines += [f"| {s['variant']} | {', '.join(map(str, s['seeds']))} | {100 * s['mean_ex']:.1f} | "
+              f"{100 * s['delta_vs_reference']:+.1f} |" for s in result["summary"]]
+    return "\n".join(lines) + "\n"
+
+
+def write(out: Path, result: dict) -> None:
+    from sqltrain.io import atomic_write_json, atomic_write_text
+
+    atomic_write_json(out, result)
+    atomic_write_text(out.with_suffix(".md"), markdown(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", help="base config (YAML); defaults when absent")
+    ap.add_argument("--variants", required=True, type=Path, help="YAML: variant name -> overrides")
+    ap.add_argument("--work", required=True, type=Path, help="run directories and evaluations")
+    ap.add_argument("--out", required=True, type=Path, help="JSON results (and .md beside it)")
+    ap.add_argument("--seeds", default="42", help="comma-separated train.seed values (default 42)")
+    ap.add_argument("--validation", type=float, default=0.1,
+                    help="data.validation.fraction: share of train's databases held out (default 0.1)")
+    ap.add_argument("overrides", nargs="*", help="key=value for every variant")
+    args = ap.parse_args(argv)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        todo = plan(args.config, read_variants(args.variants), seeds, args.validation, args.overrides, args.work)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    result = {"config": args.config or "<defaults>", "validation_fraction": args.validation,
+              "common_overrides": args.overrides, "rows": [], "summary": []}
+    for v in todo:
+        print(f"[ablate] {v.name} seed {v.seed} (trains in {v.run_dir})", flush=True)
+        result["rows"].append(run_variant(v, args.work))
+        result["rows"] = with_comparisons(result["rows"])
+        result["summary"] = summarize(result["rows"])
+        write(args.out, result)
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
