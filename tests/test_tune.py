@@ -135,3 +135,13 @@ def test_trial_records_take_the_trial_id_from_the_reported_metrics():
 # The real 2-trial search (Tuner -> driver function -> TorchTrainer, one CPU worker per trial) is
 # test_tune_ex.py's: one search on execution accuracy checks what a dev-loss search would too
 # (trials, adapters, each trial's dev losses reaching Tune while it trains), at half the cost.
+
+
+def test_the_gpu_tune_config_runs_two_trials_per_gpu_and_never_scores_on_dev():
+    from pathlib import Path
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "tune-qwen2.5-coder-0.5b-ex.yaml")
+    assert (cfg.tune.metric, cfg.tune.mode, cfg.tune.eval_split, cfg.data.eval_split) == ("ex", "max", "validation", "validation")
+    assert cfg.data.validation.fraction > 0
+    assert max_concurrency(cfg, {"CPU": 16.0, "GPU": 1.0})[0] == 2  # the H100/H200 hosts: 16 cores, one GPU
+    assert max_concurrency(cfg, {"CPU": 16.0, "GPU": 2.0})[0] == 2
