@@ -12,11 +12,14 @@ Variants file (YAML; the first variant is the reference every other one is compa
     r32: {lora.r: 32, lora.alpha: 64}
     vote8: {generate.selection: execution_vote, generate.num_candidates: 8, generate.temperature: 0.7}
 
-Variants whose overrides leave the data, prompt, model and training sections alone (vote8 above)
-reuse the reference's trained adapter: a run directory per distinct training setup, under
---work/<name of the first variant that needs it>-seed<seed>, runs `prepare` and `train` through
-the pipeline (finished stages are skipped, so a cut-short ablation resumes where it stopped).
-Each variant's predictions and evaluation go to --work/eval/<variant>-seed<seed>/.
+What is shared follows the stage registry (sqltrain.stages): variants whose overrides leave
+the sections the `train` stage depends on alone (vote8 above) reuse the reference's adapter, and
+variants that leave `prepare`'s sections alone (lr, r32) train on the same prepared shards (a
+link to the first run's data/, as Tune's trials do). A run directory per distinct training setup,
+--work/<name of the first variant that needs it>-seed<seed>, runs `prepare` (once per distinct
+prepare setup) and `train` through the pipeline; finished stages are skipped, so a cut-short
+ablation resumes where it stopped. Each variant's predictions and evaluation go to
+--work/eval/<variant>-seed<seed>/.
 
 Output (--out JSON, plus the same path with .md): per variant and seed the validation EX and
 exact match, EX by hardness, the best validation loss and its step, skipped steps, training and
@@ -36,21 +39,17 @@ Trailing key=value arguments override every variant's config (before the variant
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import statistics
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sqltrain.config import Config, ConfigError, load_config  # noqa: E402
-
-# Sections that do not change what `prepare` and `train` produce: variants differing only here
-# share one trained adapter. (data.eval_split is the same for all: validation.)
-NOT_TRAINING = {"run_dir", "generate", "evaluate", "tune", "tracking", "cluster"}
+from sqltrain.stages import stage_key  # noqa: E402
 
 
 @dataclass
@@ -59,8 +58,9 @@ class Variant:
     seed: int
     overrides: dict
     cfg: Config
-    train_key: str
-    run_dir: Path = field(default=Path())
+    run_dir: Path
+    data_from: Path | None = None
+    """The run whose prepared shards this one trains on (None: it prepares its own)."""
 
 
 def read_variants(path: Path) -> dict[str, dict]:
@@ -81,18 +81,12 @@ def read_variants(path: Path) -> dict[str, dict]:
     return {name: ov or {} for name, ov in data.items()}
 
 
-def training_key(cfg: Config) -> str:
-    """Digest of everything that shapes the prepared shards and the trained adapter."""
-    dump = cfg.model_dump(mode="json", exclude=NOT_TRAINING)
-    return hashlib.sha256(json.dumps(dump, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def plan(config: str | None, variants: dict[str, dict], seeds: list[int], fraction: float,
          common: list[str], work: Path) -> list[Variant]:
     """Every (variant, seed) with its loaded config and the run directory it trains in; raises
     ConfigError naming the variant before anything runs."""
     forced = [f"data.validation.fraction={fraction}", "data.eval_split=validation"]
-    out, run_dirs = [], {}
+    out, trained, prepared = [], {}, {}
     for seed in seeds:
         for name, ov in variants.items():
             own = [f"{k}={json.dumps(v)}" for k, v in ov.items()]
@@ -100,10 +94,10 @@ def plan(config: str | None, variants: dict[str, dict], seeds: list[int], fracti
                 cfg = load_config(config, [*common, f"train.seed={seed}", *own, *forced])
             except ConfigError as e:
                 raise ConfigError(f"variant {name!r}: {e}") from None
-            v = Variant(name, seed, ov, cfg, training_key(cfg))
-            v.run_dir = run_dirs.setdefault(v.train_key, (work / f"{name}-seed{seed}").absolute())
-            v.cfg = cfg.model_copy(update={"run_dir": str(v.run_dir)})
-            out.append(v)
+            run_dir = trained.setdefault(stage_key(cfg, "train"), (work / f"{name}-seed{seed}").absolute())
+            data_from = prepared.setdefault(stage_key(cfg, "prepare"), run_dir)
+            out.append(Variant(name, seed, ov, cfg.model_copy(update={"run_dir": str(run_dir)}), run_dir,
+                               data_from if data_from != run_dir else None))
     return out
 
 
@@ -114,7 +108,14 @@ def run_variant(v: Variant, work: Path) -> dict:
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.pipeline import run_pipeline
 
-    run_pipeline(v.cfg, only=["prepare", "train"])  # skips what is up to date
+    if v.data_from is None:
+        run_pipeline(v.cfg, only=["prepare", "train"])  # skips what is up to date
+    else:  # the same prompts as an earlier run: train on its shards
+        link = v.run_dir / "data"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(v.data_from / "data", target_is_directory=True)
+        run_pipeline(v.cfg, only=["train"])
     out = work / "eval" / f"{v.name}-seed{v.seed}"
     preds, eval_dir = out / "predictions.jsonl", out / "eval"
     if not preds.with_suffix(".meta.json").exists():

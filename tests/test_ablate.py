@@ -39,10 +39,14 @@ budget: {linking.token_budget: 128}
 """))
     todo = ablate.plan(None, variants, [1, 2], 0.2, TINY, tmp_path / "work")
     dirs = {(v.name, v.seed): v.run_dir for v in todo}
+    data = {(v.name, v.seed): v.data_from for v in todo}
+    first = dirs["baseline", 1]
     for seed in (1, 2):
         assert dirs["short", seed] == dirs["baseline", seed] == (tmp_path / "work" / f"baseline-seed{seed}").absolute()
         assert len({dirs[n, seed] for n in ("baseline", "r4", "budget")}) == 3  # lora and linking retrain
-    assert dirs["baseline", 1] != dirs["baseline", 2]
+        assert data["r4", seed] == first  # ... but only linking re-prepares: r4 trains on the first shards
+        assert data["budget", seed] == (None if seed == 1 else dirs["budget", 1])
+    assert dirs["baseline", 1] != dirs["baseline", 2] and data["baseline", 2] == first and data["baseline", 1] is None
     for v in todo:  # every variant scores on the held-out databases, never on dev
         assert (v.cfg.data.eval_split, v.cfg.data.validation.fraction) == ("validation", 0.2)
         assert v.cfg.run_dir == str(v.run_dir) and v.cfg.train.seed == v.seed
@@ -71,21 +75,27 @@ def test_a_bad_variant_is_named_before_anything_runs(tmp_path, capsys, text, mes
 def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_path):
     import ray
 
-    variants = write_variants(tmp_path / "v.yaml", "baseline: {}\nshort: {generate.max_new_tokens: 2}\n")
+    variants = write_variants(tmp_path / "v.yaml",
+                              "baseline: {}\nshort: {generate.max_new_tokens: 2}\nr4: {lora.r: 4, lora.alpha: 8}\n")
     work, out = tmp_path / "work", tmp_path / "abl.json"
     args = ["--variants", str(variants), "--work", str(work), "--out", str(out), "--validation", "0.2",
             f"run_dir={tmp_path / 'unused'}", *TINY]
     try:
         assert ablate.main(args) == 0
         result = json.loads(out.read_text())
-        [run] = [p for p in work.iterdir() if (p / "train" / "adapter").is_dir()]  # one training for both
-        stamps = {p: p.stat().st_mtime_ns for p in [run / "stages" / "train.json", *work.glob("eval/*/predictions.jsonl")]}
-        assert len(stamps) == 3
+        run, r4 = work / "baseline-seed42", work / "r4-seed42"  # short reuses baseline's adapter
+        assert sorted(p.name for p in work.iterdir() if (p / "train" / "adapter").is_dir()) == [run.name, r4.name]
+        assert (r4 / "data").resolve() == (run / "data").resolve()  # r4 trained on baseline's shards
+        assert not (r4 / "stages" / "prepare.json").exists()
+        stamps = {p: p.stat().st_mtime_ns for p in [run / "stages" / "train.json", r4 / "stages" / "train.json",
+                                                   *work.glob("eval/*/predictions.jsonl")]}
+        assert len(stamps) == 5
         assert ablate.main(args) == 0  # everything up to date: nothing trains or generates again
         assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     finally:
         ray.shutdown()
-    base, short = result["rows"]
+    base, short, r4row = result["rows"]
+    assert r4row["run_dir"] == str(r4) and r4row["vs_reference"]["reference"] == "baseline"
     for r in (base, short):
         summary = json.loads((Path(r["eval_dir"]) / "summary.json").read_text())
         assert (r["ex"], r["n"], summary["split"]) == (summary["ex"], 6, "validation")
@@ -93,7 +103,7 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
     assert base["vs_reference"] == {"reference": "baseline", "ex_delta": 0.0, "fixed": 0, "broken": 0, "mcnemar_p": 1.0}
     meta = json.loads((work / "eval" / "short-seed42" / "predictions.meta.json").read_text())
     assert meta["max_new_tokens"] == 2 and meta["adapter"] == str(run / "train" / "adapter")
-    assert [s["variant"] for s in result["summary"]] == ["baseline", "short"]
+    assert [s["variant"] for s in result["summary"]] == ["baseline", "short", "r4"]
     assert "| short | `generate.max_new_tokens=2` | 42 | 6 |" in out.with_suffix(".md").read_text()
 
 
