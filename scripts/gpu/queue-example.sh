@@ -1,16 +1,9 @@
 # session 2026-12-07 (fifth): issue 11 (README 0.5B with the flipped defaults: cuDNN SDPA off, pad 8),
 # the fix's step cost, issue 12 (14 CUDA graphs, auto = graphs for greedy adapter runs), issue 17 (vote8)
-source /tmp/w/env.sh
-cd $W/repo
-step() { local n=$1; shift; echo "=== $n start $(date +%T)"; local t=$SECONDS; "$@" > $L/$n.log 2>&1; local rc=$?; echo "=== $n rc=$rc $((SECONDS-t))s $(date +%T)"; return $rc; }
-sq() { python3 -m sqltrain.cli "$@"; }
-T0=$(cut -d' ' -f3 $W/t0); END=$(cat $W/end_s)
-left() { [ $(( T0 + END - $(date +%s) )) -gt $1 ] || { echo "=== skip (less than $1 s left) $(date +%T)"; return 1; }; }
-waitfor() { while [ ! -f $W/$1.ready ]; do sleep 3; done; echo "=== $1 ready $(date +%T)"; }
+source /tmp/w/queue-lib.sh  # env, cd to the repo copy, step / sq / left / waitfor
 Q=configs/qwen2.5-coder-0.5b-spider.yaml; R=runs/qwen2.5-coder-0.5b-spider
 SP=(--spider-dir ../shared/spider --split dev --exclude ../shared/spider/database/KNOWN_GAPS.tsv --no-progress)
 mkdir -p $W/tok && tar xJf $W/extra/tok.tar.xz -C $W  # the Qwen tokenizer for the random-init model
-git log -1 --format='%H %s' > $L/commit.txt 2>/dev/null; git diff --stat >> $L/commit.txt 2>/dev/null
 # A. the fix's cost per step (cuDNN allowed + pad 1 vs cuDNN off + pad 8), idle GPU, while the weights arrive
 step attn-ab python3 benchmarks/attention_ab.py --model random:qwen2.5-0.5b --batch 16 --seq 512 --min-seq 256 \
   --pairs 8 --block 8 --out $L/attn-ab.json model.tokenizer=$W/tok
