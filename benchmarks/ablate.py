@@ -25,7 +25,9 @@ Output (--out JSON, plus the same path with .md): per variant and seed the valid
 exact match, EX by hardness, the best validation loss and its step, skipped steps, training and
 generation seconds, and the paired comparison with the reference of the same seed (fixed,
 broken, McNemar p); per variant the mean EX over seeds. Both files are rewritten after every
-variant. Every variant's config is loaded before anything runs, so a typo fails at once.
+variant. Every variant's config is loaded before anything runs, so a typo fails at once; a variant
+that fails while running (a diverged training, say) is recorded with its error and the others go
+on (exit status 1 at the end).
 
 GPU (the Qwen GGUF from ../shared/models/get-model.sh qwen-coder-0.5b models/):
   python benchmarks/ablate.py --config configs/qwen2.5-coder-0.5b-spider.yaml \\
@@ -141,8 +143,16 @@ def row(v: Variant, summary, eval_dir: Path) -> dict:
     }
 
 
+def failed(v: Variant, error: BaseException) -> dict:
+    """A variant whose preparing, training (e.g. a diverged run), generation or scoring raised:
+    recorded with the error's first line, and the ablation goes on with the next one."""
+    first = (str(error).strip().splitlines() or [""])[0]
+    return {"variant": v.name, "seed": v.seed, "overrides": v.overrides, "run_dir": str(v.run_dir),
+            "error": f"{type(error).__name__}: {first}"}
+
+
 def with_comparisons(rows: list[dict]) -> list[dict]:
-    """Each row paired with the reference (the first variant) of its seed."""
+    """Each scored row paired with the reference (the first variant) of its seed, when that scored."""
     from sqltrain.report.paired import compare
 
     ref = {}
@@ -150,6 +160,9 @@ def with_comparisons(rows: list[dict]) -> list[dict]:
         ref.setdefault(r["seed"], r)
     for r in rows:
         base = ref[r["seed"]]
+        if "error" in r or "error" in base:
+            r["vs_reference"] = None
+            continue
         c = compare(base["eval_dir"], r["eval_dir"], labels=(base["variant"], r["variant"]))
         r["vs_reference"] = {"reference": base["variant"], "ex_delta": c["overall"]["ex_delta"],
                              "fixed": c["fixed"], "broken": c["broken"], "mcnemar_p": c["mcnemar_p"]}
@@ -159,13 +172,20 @@ def with_comparisons(rows: list[dict]) -> list[dict]:
 def summarize(rows: list[dict]) -> list[dict]:
     """Per variant, in file order: mean validation EX over its seeds and the change from the reference."""
     names = list(dict.fromkeys(r["variant"] for r in rows))
-    mean = {n: statistics.fmean(r["ex"] for r in rows if r["variant"] == n) for n in names}
-    return [{"variant": n, "seeds": [r["seed"] for r in rows if r["variant"] == n], "mean_ex": mean[n],
-             "delta_vs_reference": mean[n] - mean[names[0]]} for n in names]
+    scored = {n: [r for r in rows if r["variant"] == n and "error" not in r] for n in names}
+    mean = {n: statistics.fmean(r["ex"] for r in rs) if rs else None for n, rs in scored.items()}
+    ref = mean[names[0]]
+    return [{"variant": n, "seeds": [r["seed"] for r in scored[n]], "mean_ex": mean[n],
+             "delta_vs_reference": mean[n] - ref if mean[n] is not None and ref is not None else None}
+            for n in names]
 
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
+
+
+def _signed(x: float | None) -> str:
+    return "—" if x is None else f"{100 * x:+.1f}"
 
 
 def markdown(result: dict) -> str:
@@ -173,16 +193,20 @@ def markdown(result: dict) -> str:
              "| variant | overrides | seed | n | EX | Δ EX vs ref | fixed / broken (p) | EM | best val loss (step) | skipped | train s | generate s |",
              "|---|---|---:|---:|---:|---:|---|---:|---|---:|---:|---:|"]
     for r in result["rows"]:
-        c = r["vs_reference"]
         ov = ", ".join(f"`{k}={v}`" for k, v in r["overrides"].items()) or "—"
+        if "error" in r:
+            lines.append(f"| {r['variant']} | {ov} | {r['seed']} | failed: {r['error'].replace('|', '/')} |||||||||")
+            continue
+        c = r["vs_reference"]
+        paired = f"{_signed(c['ex_delta'])} | {c['fixed']} / {c['broken']} ({c['mcnemar_p']:.2g})" if c else "— | —"
         train_s = f"{r['train_seconds']:.0f}" if r["train_seconds"] is not None else "—"
         lines.append(f"| {r['variant']} | {ov} | {r['seed']} | {r['n']} | {100 * r['ex']:.1f} | "
-                     f"{100 * c['ex_delta']:+.1f} | {c['fixed']} / {c['broken']} ({c['mcnemar_p']:.2g}) | "
+                     f"{paired} | "
                      f"{_pct(r['exact_match'])} | {r['best_validation_loss']:.4f} ({r['best_step']}) | "
                      f"{r['skipped_steps']} | {train_s} | {r['generate_seconds']:.0f} |")
     lines += ["", "| variant | seeds | mean EX | Δ vs reference |", "|---|---|---:|---:|"]
-    lines += [f"| {s['variant']} | {', '.join(map(str, s['seeds']))} | {100 * s['mean_ex']:.1f} | "
-              f"{100 * s['delta_vs_reference']:+.1f} |" for s in result["summary"]]
+    lines += [f"| {s['variant']} | {', '.join(map(str, s['seeds'])) or '—'} | {_pct(s['mean_ex'])} | "
+              f"{_signed(s['delta_vs_reference'])} |" for s in result["summary"]]
     return "\n".join(lines) + "\n"
 
 
@@ -214,12 +238,16 @@ def main(argv: list[str] | None = None) -> int:
               "common_overrides": args.overrides, "rows": [], "summary": []}
     for v in todo:
         print(f"[ablate] {v.name} seed {v.seed} (trains in {v.run_dir})", flush=True)
-        result["rows"].append(run_variant(v, args.work))
+        try:
+            result["rows"].append(run_variant(v, args.work))
+        except Exception as e:  # one variant's failure (a diverged run, say) must not lose the others
+            print(f"[ablate] {v.name} seed {v.seed} failed: {e}", file=sys.stderr, flush=True)
+            result["rows"].append(failed(v, e))
         result["rows"] = with_comparisons(result["rows"])
         result["summary"] = summarize(result["rows"])
         write(args.out, result)
     print(markdown(result))
-    return 0
+    return 1 if any("error" in r for r in result["rows"]) else 0
 
 
 if __name__ == "__main__":

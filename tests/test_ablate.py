@@ -115,3 +115,18 @@ def test_the_committed_ablation_of_the_0_5b_recipe_loads(tmp_path):
     assert list(variants)[0] == "baseline" and len(todo) == 2 * len(variants)
     shared = [v.name for v in todo if v.name != "baseline" and v.run_dir.name.startswith("baseline-")]
     assert shared == ["vote8", "vote8"]  # only the generation-only variant reuses the reference's adapter
+
+
+def test_a_failing_variant_is_recorded_and_the_ablation_goes_on(tmp_path, capsys):
+    variants = write_variants(tmp_path / "v.yaml", f"""
+baseline: {{data.spider_dir: {tmp_path / 'nowhere'}}}
+other: {{data.spider_dir: {tmp_path / 'elsewhere'}}}
+""")
+    out = tmp_path / "abl.json"
+    code = ablate.main(["--variants", str(variants), "--work", str(tmp_path / "work"), "--out", str(out), *TINY])
+    assert code == 1  # every variant was tried; the exit status says some failed
+    result = json.loads(out.read_text())
+    assert [(r["variant"], "nowhere" in r["error"], "elsewhere" in r["error"]) for r in result["rows"]] == \
+        [("baseline", True, False), ("other", False, True)]
+    assert result["summary"][1] == {"variant": "other", "seeds": [], "mean_ex": None, "delta_vs_reference": None}
+    assert "| other | " in out.with_suffix(".md").read_text() and "failed: " in capsys.readouterr().err
