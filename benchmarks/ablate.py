@@ -31,8 +31,8 @@ on (exit status 1 at the end).
 
 GPU (the Qwen GGUF from ../shared/models/get-model.sh qwen-coder-0.5b models/):
   python benchmarks/ablate.py --config configs/qwen2.5-coder-0.5b-spider.yaml \\
-      --variants configs/ablations/qwen0.5b.yaml --work runs/ablate-q05 --seeds 42,2 \\
-      --out docs/ablations/qwen0.5b.json
+      --variants benchmarks/ablations/qwen2.5-coder-0.5b.yaml --work runs/ablate-q05 --seeds 42,2 \\
+      --out docs/ablations/qwen2.5-coder-0.5b.json
 CPU (what tests/test_ablate.py runs, on the mini benchmark):
   python benchmarks/ablate.py --config C --variants V --work W --out O model.name=random:tiny ...
 Trailing key=value arguments override every variant's config (before the variant's own).

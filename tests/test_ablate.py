@@ -109,7 +109,7 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
 
 def test_the_committed_ablation_of_the_0_5b_recipe_loads(tmp_path):
     repo = Path(__file__).resolve().parents[1]
-    variants = ablate.read_variants(repo / "configs" / "ablations" / "qwen2.5-coder-0.5b.yaml")
+    variants = ablate.read_variants(repo / "benchmarks" / "ablations" / "qwen2.5-coder-0.5b.yaml")
     todo = ablate.plan(str(repo / "configs" / "qwen2.5-coder-0.5b-spider.yaml"), variants, [42, 2], 0.1, [],
                        tmp_path)
     assert list(variants)[0] == "baseline" and len(todo) == 2 * len(variants)
