@@ -109,14 +109,12 @@ def run_variant(v: Variant, work: Path) -> dict:
     from sqltrain.evaluate.runner import run_evaluate
     from sqltrain.generate.pipeline import run_generate
     from sqltrain.pipeline import run_pipeline
+    from sqltrain.prep.pipeline import share_prepared_data
 
     if v.data_from is None:
         run_pipeline(v.cfg, only=["prepare", "train"])  # skips what is up to date
     else:  # the same prompts as an earlier run: train on its shards
-        link = v.run_dir / "data"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink():
-            link.symlink_to(v.data_from / "data", target_is_directory=True)
+        share_prepared_data(v.data_from, v.run_dir)
         run_pipeline(v.cfg, only=["train"])
     out = work / "eval" / f"{v.name}-seed{v.seed}"
     preds, eval_dir = out / "predictions.jsonl", out / "eval"

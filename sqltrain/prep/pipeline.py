@@ -27,6 +27,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -359,3 +360,12 @@ def run_prepare(cfg: Config, force: bool = False) -> PrepareResult:
         atomic_write_json(tmp / "manifest.json", manifest)
     log(f"wrote {out} in {time.time() - start:.1f}s")
     return PrepareResult(out, out / "manifest.json", fp, reused=False)
+
+
+def share_prepared_data(source_run_dir: str | os.PathLike, run_dir: str | os.PathLike) -> None:
+    """{run_dir}/data becomes a link to {source_run_dir}/data: runs that differ only in what
+    training reads (Tune trials, ablation variants) train on one set of prepared shards."""
+    link = Path(run_dir) / "data"
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink():
+        os.symlink(Path(source_run_dir) / "data", link, target_is_directory=True)

@@ -20,7 +20,6 @@ the best trial; {run_dir}/tune/best.yaml: the best trial's full config (for `sql
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -80,22 +79,16 @@ class TrialEnds(Callback):
         atomic_write_text(Path(trial_run_dir(self.run_dir, trial.trial_id)) / ENDED, "")
 
 
-def _share_data(base_run_dir: str, trial_run_dir: str) -> None:
-    """Trials train on the base run's shards: {trial}/data is a link to {base}/data."""
-    link = Path(trial_run_dir) / "data"
-    link.parent.mkdir(parents=True, exist_ok=True)
-    if not link.is_symlink():
-        os.symlink(Path(base_run_dir) / "data", link, target_is_directory=True)
-
-
 def run_trial(sampled: dict[str, Any], base: dict[str, Any]) -> None:
     """One Tune trial (runs in a Tune actor): train with the sampled values, report the result."""
     import ray.tune
 
     from sqltrain.train.driver import run_train
 
+    from sqltrain.prep.pipeline import share_prepared_data
+
     cfg = trial_config(base, sampled, ray.tune.get_context().get_trial_id())
-    _share_data(base["run_dir"], cfg.run_dir)
+    share_prepared_data(base["run_dir"], cfg.run_dir)  # trials train on the base run's shards
     result = run_train(cfg, callbacks=[DevReports(TRIAL_METRIC)])
     ray.tune.report({
         TRIAL_METRIC: result.metrics[TRIAL_METRIC], "step": result.metrics["step"], "adapter_dir": result.adapter_dir,
