@@ -149,22 +149,15 @@ def failed(v: Variant, error: BaseException) -> dict:
             "error": f"{type(error).__name__}: {first}"}
 
 
-def with_comparisons(rows: list[dict]) -> list[dict]:
-    """Each scored row paired with the reference (the first variant) of its seed, when that scored."""
+def versus(reference: dict, r: dict) -> dict | None:
+    """Row r paired with the reference (the first variant) of its seed; None when either failed."""
     from sqltrain.report.paired import compare
 
-    ref = {}
-    for r in rows:
-        ref.setdefault(r["seed"], r)
-    for r in rows:
-        base = ref[r["seed"]]
-        if "error" in r or "error" in base:
-            r["vs_reference"] = None
-            continue
-        c = compare(base["eval_dir"], r["eval_dir"], labels=(base["variant"], r["variant"]))
-        r["vs_reference"] = {"reference": base["variant"], "ex_delta": c["overall"]["ex_delta"],
-                             "fixed": c["fixed"], "broken": c["broken"], "mcnemar_p": c["mcnemar_p"]}
-    return rows
+    if "error" in r or "error" in reference:
+        return None
+    c = compare(reference["eval_dir"], r["eval_dir"], labels=(reference["variant"], r["variant"]))
+    return {"reference": reference["variant"], "ex_delta": c["overall"]["ex_delta"],
+            "fixed": c["fixed"], "broken": c["broken"], "mcnemar_p": c["mcnemar_p"]}
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -241,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # one variant's failure (a diverged run, say) must not lose the others
             print(f"[ablate] {v.name} seed {v.seed} failed: {e}", file=sys.stderr, flush=True)
             result["rows"].append(failed(v, e))
-        result["rows"] = with_comparisons(result["rows"])
+        row = result["rows"][-1]
+        row["vs_reference"] = versus(next(r for r in result["rows"] if r["seed"] == v.seed), row)
         result["summary"] = summarize(result["rows"])
         write(args.out, result)
     print(markdown(result))
