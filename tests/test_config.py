@@ -113,3 +113,43 @@ def test_packing_and_cluster_placement_settings():
     assert load_config(None, ["cluster.placement_strategy=STRICT_SPREAD"]).cluster.placement_strategy == "STRICT_SPREAD"
     with pytest.raises(ConfigError, match="cluster.placement_strategy"):
         load_config(None, ["cluster.placement_strategy=spread_out"])
+
+
+def test_local_model_files_and_folders_become_absolute_at_load_time(tmp_path, monkeypatch):
+    """Ray Tune runs each trial in its own working directory: a relative model.name or
+    model.tokenizer that names a local file or folder must still find it there."""
+    tmp_path = tmp_path.resolve()  # what os.getcwd() reports after chdir
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.gguf").write_bytes(b"GGUF")
+    (tmp_path / "tok").mkdir()
+    (tmp_path / "hf_model").mkdir()
+    cfg = load_config(None, ["model.name=models/m.gguf", "model.tokenizer=tok"])
+    assert cfg.model.name == str(tmp_path / "models" / "m.gguf")
+    assert cfg.model.tokenizer == str(tmp_path / "tok")
+    assert load_config(None, ["model.name=hf_model"]).model.name == str(tmp_path / "hf_model")
+    # A GGUF file that is not there (yet) is a local path too, not a hub id.
+    assert load_config(None, ["model.name=models/later.gguf"]).model.name == str(tmp_path / "models" / "later.gguf")
+    # A hub id as tokenizer beside a local GGUF stays as given.
+    hub = load_config(None, ["model.name=models/m.gguf", "model.tokenizer=Qwen/Qwen2.5-Coder-0.5B-Instruct"])
+    assert hub.model.tokenizer == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+    # In a trial's working directory the resolved paths still name the file and the folder,
+    # and a config saved and loaded there keeps them.
+    trial = tmp_path / "tune" / "trial_0"
+    trial.mkdir(parents=True)
+    monkeypatch.chdir(trial)
+    assert Path(cfg.model.name).is_file() and Path(cfg.model.tokenizer).is_dir()
+    save_config(cfg, trial / "trial.yaml")
+    again = load_config(trial / "trial.yaml")
+    assert again.model.name == str(tmp_path / "models" / "m.gguf") and again.model.tokenizer == str(tmp_path / "tok")
+
+
+@pytest.mark.parametrize("name", ["Qwen/Qwen2.5-Coder-0.5B-Instruct", "random:tiny", "smollm2-135m"])
+def test_hub_ids_and_aliases_stay_as_given_beside_a_local_tokenizer(tmp_path, monkeypatch, name):
+    tmp_path = tmp_path.resolve()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tok").mkdir()  # random-init presets take their tokenizer from elsewhere, e.g. a local folder
+    cfg = load_config(None, [f"model.name={name}", "model.tokenizer=tok"])
+    assert cfg.model.name == name
+    assert cfg.model.tokenizer == str(tmp_path / "tok")
+    assert load_config(None, [f"model.name={name}"]).model.tokenizer is None
