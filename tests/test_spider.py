@@ -128,6 +128,35 @@ def test_exclusions(tmp_path):
         load_exclusions(gaps)
 
 
+def test_exclusions_apply_before_the_database_check(tmp_path):
+    """Spider's formula_1: its database file is missing and all its examples are in the
+    exclusion list, so the split loads (it raised SpiderFormatError before)."""
+    root = make_dir(tmp_path / "s", tables=TABLES + [dict(TABLES[0], db_id="gone")])  # no gone.sqlite
+    gone = {"question": "How many?", "query": "SELECT count(*) FROM customer", "db_id": "gone"}
+    (root / "train_spider_slim.json").write_text(json.dumps([DEV[0], gone, DEV[1], gone]))
+    gaps = tmp_path / "gaps.tsv"
+    gaps.write_text("# split\tindex\tdb_id\treason\ntrain\t1\tgone\tdatabase not rebuilt\n"
+                    "train\t3\tgone\tdatabase not rebuilt\ndev\t0\tshop\tbroken\n")
+    with pytest.raises(SpiderFormatError, match=r"field 'db_id': database file .*gone\.sqlite is missing"):
+        SpiderBenchmark(root).examples("train")
+    bench = SpiderBenchmark(root)
+    assert [e.index for e in bench.examples("train", exclude=gaps)] == [0, 2]
+    assert [e.index for e in bench.examples("train", exclude={("train", 1), ("train", 3)})] == [0, 2]
+    assert [e.index for e in bench.examples("dev", exclude=gaps)] == [1]  # the database check still passes shop
+    # An exclusion list that misses one of them: the error names the example and the database.
+    with pytest.raises(SpiderFormatError, match=r"split 'train' example 3: field 'db_id': database file .*gone\.sqlite "
+                                                r"is missing; leave its examples out"):
+        bench.examples("train", exclude={("train", 1)})
+    assert [e.index for e in bench.examples("train", exclude={("train", 1)}, check_db=False)] == [0, 2, 3]
+    # on_error="skip" drops and counts them, with and without a (partial) exclusion list.
+    skip = SpiderBenchmark(root, on_error="skip")
+    assert [e.index for e in skip.examples("train")] == [0, 2]
+    assert skip.skipped == {"missing database file": 2}
+    skip = SpiderBenchmark(root, on_error="skip")
+    assert [e.index for e in skip.examples("train", exclude={("train", 1)})] == [0, 2]
+    assert skip.skipped == {"missing database file": 1}
+
+
 def test_train_split_concatenates_files(tmp_path):
     root = make_dir(tmp_path / "s")
     (root / "train_spider_slim.json").write_text(json.dumps(DEV))
@@ -148,6 +177,21 @@ def test_real_spider_counts(spider_dir):
         bench.examples("train")
     gaps = spider_dir / "database" / "KNOWN_GAPS.tsv"
     assert len(bench.examples("dev", exclude=gaps)) == 1026
+
+
+@pytest.mark.spider
+def test_real_spider_train_and_validation_load_with_the_known_gaps(spider_dir):
+    from sqltrain.spider.validation import ValidationCarve
+
+    gaps = spider_dir / "database" / "KNOWN_GAPS.tsv"
+    train_gaps = {i for split, i in load_exclusions(gaps) if split == "train"}
+    bench = SpiderBenchmark(spider_dir)
+    train = bench.examples("train", exclude=gaps)  # formula_1 has no database file; all 80 are in the list
+    assert len(train) == 8659 - len(train_gaps) and not any(e.db_id == "formula_1" for e in train)
+    carved = SpiderBenchmark(spider_dir, validation=ValidationCarve(0.1))  # the tune-*-ex configs' carve
+    val, rest = carved.examples("validation", exclude=gaps), carved.examples("train", exclude=gaps)
+    assert val and {e.db_id for e in val} == set(carved.validation_dbs)
+    assert sorted(e.index for e in val + rest) == [e.index for e in train]
 
 
 def test_cli_data_check_on_tiny_dir(tmp_path, capsys):

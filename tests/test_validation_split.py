@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from sqltrain.config import ConfigError, load_config
 from sqltrain.data import resolve_benchmark
-from sqltrain.spider.benchmark import SpiderFormatError
+from sqltrain.spider.benchmark import SpiderBenchmark, SpiderFormatError
 from sqltrain.spider.validation import ValidationCarve, validation_databases
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +75,60 @@ def test_bad_values_are_one_line_config_errors(overrides, field) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, overrides)
     assert field in str(err.value) and "\n" not in str(err.value)
+
+
+
+def mini_without(mini_dir: Path, tmp_path: Path, db_id: str) -> Path:
+    """A copy of the mini benchmark whose database `db_id` has no file (like Spider's formula_1)."""
+    root = Path(shutil.copytree(mini_dir, tmp_path / "mini"))
+    (root / "database" / db_id / f"{db_id}.sqlite").unlink()
+    return root
+
+
+def write_gaps(path: Path, examples) -> Path:
+    """A KNOWN_GAPS.tsv listing `examples` by train position (what exclusion lists name)."""
+    path.write_text("# split\tindex\tdb_id\treason\n"
+                    + "".join(f"train\t{e.index}\t{e.db_id}\tdatabase not rebuilt\n" for e in examples))
+    return path
+
+
+def test_excluded_examples_of_a_held_out_database_without_its_file_are_left_out(mini_dir, tmp_path) -> None:
+    carve = ValidationCarve(0.4)  # two of the mini benchmark's five train databases
+    gone, kept = SpiderBenchmark(mini_dir, validation=carve).validation_dbs
+    root = mini_without(mini_dir, tmp_path, gone)
+    every = SpiderBenchmark(root).examples("train", check_db=False)
+    gaps = write_gaps(tmp_path / "gaps.tsv", [e for e in every if e.db_id == gone])
+    with pytest.raises(SpiderFormatError, match=rf"database file .*{gone}\.sqlite is missing"):
+        SpiderBenchmark(root, validation=carve).examples("validation")
+    bench = SpiderBenchmark(root, validation=carve)
+    val = bench.examples("validation", exclude=gaps)
+    assert val and {e.db_id for e in val} == {kept} and all(e.split == "validation" for e in val)
+    assert val == [e for e in bench.examples("validation", check_db=False) if e.db_id != gone]
+    as_set = {("train", e.index) for e in every if e.db_id == gone}  # exclusion lists name train positions
+    assert bench.examples("validation", exclude=as_set) == val
+    unlisted = {("validation", i) for _, i in as_set}  # not train positions: they leave nothing out
+    assert bench.examples("validation", exclude=unlisted, check_db=False) == bench.examples("validation", check_db=False)
+    train = bench.examples("train", exclude=gaps)
+    assert train == bench.examples("train", check_db=False) and not {e.db_id for e in train} & {gone, kept}
+    skip = SpiderBenchmark(root, on_error="skip", validation=carve)
+    assert skip.examples("validation") == val and skip.skipped == {"missing database file": len(as_set)}
+
+
+def test_generate_reads_the_validation_split_when_a_training_database_is_missing_and_excluded(mini_dir, tmp_path) -> None:
+    """The crash this guards against: generate on split "validation" loaded all of train with
+    the database check before the exclusions, and stopped at Spider's missing formula_1."""
+    from sqltrain.generate.pipeline import build_prompt_rows
+
+    held_out = SpiderBenchmark(mini_dir, validation=ValidationCarve(0.2)).validation_dbs
+    gone = next(e.db_id for e in SpiderBenchmark(mini_dir).examples("train") if e.db_id not in held_out)
+    root = mini_without(mini_dir, tmp_path, gone)
+    gaps = write_gaps(tmp_path / "gaps.tsv", [e for e in SpiderBenchmark(root).examples("train", check_db=False)
+                                              if e.db_id == gone])
+    cfg = mini_cfg(root, f"data.exclude={gaps}", f"run_dir={tmp_path / 'run'}", f"linking.cache_dir={tmp_path / 'vi'}",
+                   "generate.limit=5")
+    rows = build_prompt_rows(cfg, "validation")
+    assert len(rows) == 5 and {r["db_id"] for r in rows} == set(held_out)
+    assert all(r["id"] == f"validation-{r['index']}" for r in rows)
 
 
 # -- generate and evaluate read the same split ----------------------------------------------------

@@ -227,15 +227,37 @@ class SpiderBenchmark:
 
     def examples(self, split: str, exclude: str | os.PathLike | set | None = None, check_db: bool = True) -> list[Example]:
         """Examples of a split, validated; `exclude` is a KNOWN_GAPS.tsv path or a set of (split, index)."""
-        key = (split, check_db)
-        if key not in self._splits:
-            self._splits[key] = self._carved(split, check_db)
-        examples = self._splits[key]
-        if exclude is not None:
-            gaps = exclude if isinstance(exclude, set) else load_exclusions(exclude)
-            source = "train" if split == VALIDATION else split  # exclusion lists name train positions
-            examples = [e for e in examples if (source, e.index) not in gaps]
-        return examples
+        if exclude is None:
+            key = (split, check_db)
+            if key not in self._splits:
+                self._splits[key] = self._carved(split, check_db)
+            return self._splits[key]
+        # Exclusions apply before the database check: an excluded example's missing database is
+        # what the exclusion list is for, not an error.
+        gaps = exclude if isinstance(exclude, set) else load_exclusions(exclude)
+        source = "train" if split == VALIDATION else split  # exclusion lists name train positions
+        examples = [e for e in self.examples(split, check_db=False) if (source, e.index) not in gaps]
+        return self._with_databases(examples) if check_db else examples
+
+    def _with_databases(self, examples: list[Example]) -> list[Example]:
+        """The examples whose database file checks out; the others fail as data.on_error says."""
+        problems: dict[str, SpiderFormatError | None] = {}
+        kept = []
+        for e in examples:
+            if e.db_id not in problems:
+                try:
+                    self.check_database(self.db_path(e.db_id))
+                    problems[e.db_id] = None
+                except SpiderFormatError as err:
+                    problems[e.db_id] = err
+            err = problems[e.db_id]
+            if err is None:
+                kept.append(e)
+            else:
+                self._fail(SpiderFormatError(f"{self.root}: split '{e.split}' example {e.index}: field 'db_id': {err}; "
+                                             "leave its examples out with an exclusion list or data.on_error=skip",
+                                             err.reason), err.reason)
+        return kept
 
     @cached_property
     def validation_dbs(self) -> list[str]:
