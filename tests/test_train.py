@@ -187,6 +187,22 @@ def test_regional_compile_follows_train_compile(overrides, expected):
     assert compile_enabled(load_config(None, overrides)) is expected
 
 
+@pytest.mark.parametrize("overrides, device, expected", [
+    (["train.use_gpu=true", "train.gpus_per_worker=0.5"], ("cuda", 0), 0.5),  # two Tune trials per GPU
+    (["train.use_gpu=true", "train.gpus_per_worker=0.25"], ("cuda", 1), 0.25),
+    (["train.use_gpu=true"], ("cuda", 0), None),  # a whole GPU (1.0): no limit
+    (["train.use_gpu=true", "train.gpus_per_worker=2"], ("cuda", 0), None),
+    (["train.use_gpu=true", "train.gpus_per_worker=0"], ("cuda", 0), None),
+    (["train.gpus_per_worker=0.5"], ("cuda", 0), None),  # train.use_gpu=false
+    (["train.use_gpu=true", "train.gpus_per_worker=0.5"], ("cpu",), None),
+])
+def test_gpu_memory_fraction_is_the_workers_share_of_a_shared_gpu(overrides, device, expected):
+    from sqltrain.train.worker import gpu_memory_fraction
+
+    fraction = gpu_memory_fraction(load_config(None, overrides), torch.device(*device))  # no GPU needed
+    assert fraction is None if expected is None else fraction == pytest.approx(expected)
+
+
 def test_compile_setting_rejects_unknown_words():
     with pytest.raises(ConfigError, match="train.compile"):
         load_config(None, ["train.compile=sometimes"])

@@ -82,6 +82,9 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
+    fraction = gpu_memory_fraction(cfg, device)
+    if fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
     if device.type == "cpu":
         # Small CPU hosts: one math thread per worker, or the workers fight over the cores.
         torch.set_num_threads(max(1, int(cfg.train.cpus_per_worker)))
@@ -110,6 +113,16 @@ def train_loop_per_worker(config_dict: dict[str, Any]) -> None:
     faults.install(faults.parse(config_dict["faults"]), engine.module, state, rank, world,
                    first_attempt=checkpoint is None)
     train(engine, cfg, plan, stream, dev_batches, state, rank, world)
+
+
+def gpu_memory_fraction(cfg: Config, device) -> float | None:
+    """The share of its GPU's memory a worker may cache: train.gpus_per_worker when Ray gives it
+    part of a GPU (two Tune trials per GPU), else None (no limit). Without it, one process's
+    caching allocator keeps what it freed (one trial held 59 GB of an 80 GB H100 after a dev-loss
+    pass, 2026-12-08) and the other, needing 25 GB at its peak, fails with CUDA OOM. With it, the
+    allocator releases its cached blocks and retries before it would pass its share."""
+    share = cfg.train.gpus_per_worker
+    return share if device.type == "cuda" and cfg.train.use_gpu and 0 < share < 1 else None
 
 
 def select_attention_kernels(cfg: Config) -> None:
