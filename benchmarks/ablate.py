@@ -18,14 +18,16 @@ variants that leave `prepare`'s sections alone (lr, r32) train on the same prepa
 link to the first run's data/, as Tune's trials do). A run directory per distinct training setup,
 --work/<name of the first variant that needs it>-seed<seed>, runs `prepare` (once per distinct
 prepare setup) and `train` through the pipeline; finished stages are skipped, so a cut-short
-ablation resumes where it stopped. Each variant's predictions and evaluation go to
---work/eval/<variant>-seed<seed>/.
+ablation resumes where it stopped. Once everything is trained, the variants generate together:
+one pass per distinct prompt and decoding setup, each pass's replicas loading the model once and
+serving every adapter of it (sqltrain.generate.pipeline.generate_for_adapters). Each variant's
+predictions and evaluation go to --work/eval/<variant>-seed<seed>/.
 
 Output (--out JSON, plus the same path with .md): per variant and seed the validation EX and
 exact match, EX by hardness, the best validation loss and its step, skipped steps, training and
-generation seconds, and the paired comparison with the reference of the same seed (fixed,
-broken, McNemar p); per variant the mean EX over seeds. Both files are rewritten after every
-variant. Every variant's config is loaded before anything runs, so a typo fails at once; a variant
+generation seconds (of the shared pass a variant generated in), and the paired comparison
+with the reference of the same seed (fixed, broken, McNemar p); per variant the mean EX over
+seeds. Both files are rewritten after every variant is scored. Every variant's config is loaded before anything runs, so a typo fails at once; a variant
 that fails while running (a diverged training, say) is recorded with its error and the others go
 on (exit status 1 at the end).
 
@@ -103,11 +105,8 @@ def plan(config: str | None, variants: dict[str, dict], seeds: list[int], fracti
     return out
 
 
-def run_variant(v: Variant, work: Path) -> dict:
-    """Train (or reuse) the variant's adapter, generate on validation, score it; resumable."""
-    from sqltrain.evaluate.records import EvalSummary
-    from sqltrain.evaluate.runner import run_evaluate
-    from sqltrain.generate.pipeline import run_generate
+def train_variant(v: Variant) -> None:
+    """Train (or reuse) the variant's adapter; finished stages are skipped (resumable)."""
     from sqltrain.pipeline import run_pipeline
     from sqltrain.prep.pipeline import share_prepared_data
 
@@ -116,10 +115,51 @@ def run_variant(v: Variant, work: Path) -> dict:
     else:  # the same prompts as an earlier run: train on its shards
         share_prepared_data(v.data_from, v.run_dir)
         run_pipeline(v.cfg, only=["train"])
+
+
+def train_all(todo: list[Variant]) -> dict[int, Exception]:
+    """Train every distinct setup once (variants sharing a run directory share its adapter);
+    returns the failures by position in todo: a failed training fails every variant using it."""
+    failures: dict[Path, Exception] = {}
+    done: set[Path] = set()
+    for v in todo:
+        if v.run_dir in done or v.run_dir in failures:
+            continue
+        print(f"[ablate] train {v.run_dir.name} (for {v.name} seed {v.seed})", flush=True)
+        try:
+            train_variant(v)
+            done.add(v.run_dir)
+        except Exception as e:  # noqa: BLE001 - recorded for the variants that need this adapter
+            print(f"[ablate] training {v.run_dir.name} failed: {e}", file=sys.stderr, flush=True)
+            failures[v.run_dir] = e
+    return {i: failures[v.run_dir] for i, v in enumerate(todo) if v.run_dir in failures}
+
+
+def outputs(v: Variant, work: Path) -> tuple[Path, Path]:
+    """(predictions, evaluation dir) of a variant x seed."""
     out = work / "eval" / f"{v.name}-seed{v.seed}"
-    preds, eval_dir = out / "predictions.jsonl", out / "eval"
-    if not preds.with_suffix(".meta.json").exists():
-        run_generate(v.cfg, adapter=str(v.run_dir / "train" / "adapter"), split="validation", out=preds)
+    return out / "predictions.jsonl", out / "eval"
+
+
+def generate_all(todo: list[Variant], work: Path, errors: dict[int, Exception]) -> None:
+    """Every trained variant not generated yet, in as few passes as there are distinct prompt and
+    decoding setups (one engine start each instead of one per variant); a failure is recorded
+    in `errors` (by position in todo) for its variant only."""
+    from sqltrain.generate.pipeline import generate_for_adapters
+
+    pending = [i for i, v in enumerate(todo)
+               if i not in errors and not outputs(v, work)[0].with_suffix(".meta.json").exists()]
+    jobs = [(todo[i].cfg, str(todo[i].run_dir / "train" / "adapter"), outputs(todo[i], work)[0]) for i in pending]
+    for i, error in zip(pending, generate_for_adapters(jobs, "validation")):
+        if error is not None:
+            errors[i] = error
+
+
+def score(v: Variant, work: Path) -> dict:
+    from sqltrain.evaluate.records import EvalSummary
+    from sqltrain.evaluate.runner import run_evaluate
+
+    preds, eval_dir = outputs(v, work)
     if not (eval_dir / "summary.json").exists():
         run_evaluate(v.cfg, preds, eval_dir, split="validation", progress=False)
     return row(v, EvalSummary.read(eval_dir / "summary.json"), eval_dir)
@@ -227,10 +267,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"config": args.config or "<defaults>", "validation_fraction": args.validation,
               "common_overrides": args.overrides, "rows": [], "summary": []}
-    for v in todo:
-        print(f"[ablate] {v.name} seed {v.seed} (trains in {v.run_dir})", flush=True)
+    errors = train_all(todo)
+    generate_all(todo, args.work, errors)
+    for i, v in enumerate(todo):
         try:
-            result["rows"].append(run_variant(v, args.work))
+            if i in errors:
+                raise errors[i]
+            result["rows"].append(score(v, args.work))
         except Exception as e:  # one variant's failure (a diverged run, say) must not lose the others
             print(f"[ablate] {v.name} seed {v.seed} failed: {e}", file=sys.stderr, flush=True)
             result["rows"].append(failed(v, e))

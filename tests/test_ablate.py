@@ -103,6 +103,9 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
     assert base["vs_reference"] == {"reference": "baseline", "ex_delta": 0.0, "fixed": 0, "broken": 0, "mcnemar_p": 1.0}
     meta = json.loads((work / "eval" / "short-seed42" / "predictions.meta.json").read_text())
     assert meta["max_new_tokens"] == 2 and meta["adapter"] == str(run / "train" / "adapter")
+    assert "adapters_in_pass" not in meta  # its own decoding settings: a pass of its own
+    for name in ("baseline", "r4"):  # same prompts and decoding: both adapters in one pass
+        assert json.loads((work / "eval" / f"{name}-seed42" / "predictions.meta.json").read_text())["adapters_in_pass"] == 2
     assert [s["variant"] for s in result["summary"]] == ["baseline", "short", "r4"]
     assert "| short | `generate.max_new_tokens=2` | 42 | 6 |" in out.with_suffix(".md").read_text()
 

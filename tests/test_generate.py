@@ -50,27 +50,39 @@ def generator(cfg):
     return gen
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(cfg, tmp_path_factory) -> Path:
-    """A real PEFT adapter on the tiny model with non-zero LoRA weights and its own prompt."""
+ADAPTER_SYSTEM = ("prompt.system=You translate questions about a database into one SQLite query. "
+                  "Write only the query, nothing else, no explanation.")
+
+
+def make_adapter(cfg, dest: Path, seed: int, overrides: list[str]) -> Path:
+    """A real PEFT adapter on the tiny model with non-zero LoRA weights (seeded) and its metadata."""
     import torch
 
     from sqltrain.model.loading import attach_lora, load_base_model
     from sqltrain.train.checkpoints import write_adapter_metadata
 
-    acfg = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "lora.r=4",
-                              "prompt.system=You translate questions about a database into one SQLite query. "
-                              "Write only the query, nothing else, no explanation."])
+    acfg = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, *overrides])
     model = attach_lora(load_base_model(acfg), acfg)
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:  # PEFT initializes B to zero: the adapter would be a no-op
                 p.normal_(std=0.5)
-    dest = tmp_path_factory.mktemp("adapter") / "adapter"
     model.save_pretrained(dest)
     write_adapter_metadata(acfg, dest)
     return dest
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(cfg, tmp_path_factory) -> Path:
+    """A real PEFT adapter on the tiny model with non-zero LoRA weights and its own prompt."""
+    return make_adapter(cfg, tmp_path_factory.mktemp("adapter") / "adapter", 0, ["lora.r=4", ADAPTER_SYSTEM])
+
+
+@pytest.fixture(scope="module")
+def second_adapter(cfg, tmp_path_factory) -> Path:
+    """Another adapter with the same prompt setup (so it can share a pass), other weights and rank."""
+    return make_adapter(cfg, tmp_path_factory.mktemp("adapter2") / "adapter", 1, ["lora.r=8", ADAPTER_SYSTEM])
 
 
 def test_prompt_rows_are_length_sorted_and_from_the_split(rows, cfg) -> None:
@@ -243,3 +255,52 @@ def test_run_generate_on_ray_then_evaluate(cfg, adapter_dir) -> None:
     assert meta_tuned["prompt_tokens"] == sum(r["prompt_tokens"] for r in adapter_rows) != meta_base["prompt_tokens"]
     summary = run_evaluate(small, base, Path(small.run_dir) / "eval" / "base", progress=False)
     assert summary["n"] == 6
+
+
+def test_one_replica_serves_several_adapters_row_by_row(cfg, adapter_dir, second_adapter, rows) -> None:
+    """Rows tagged with adapter slots get exactly what a replica holding only that adapter gives."""
+    from sqltrain.generate.candidates import SLOT
+    from sqltrain.generate.engine import SQLGenerator
+    from sqltrain.generate.pipeline import generation_config
+
+    gcfg = generation_config(cfg, adapter_dir).to_dict()
+    prompts = [r["prompt"] for r in rows[:3]]
+    batch = {"index": [0, 1, 2, 0, 1, 2], "id": list("abcabc"), "db_id": ["d"] * 6, "prompt": prompts * 2,
+             "prompt_tokens": [1] * 6, SLOT: [0, 0, 0, 1, 1, 1]}
+    both = SQLGenerator(gcfg, adapter=[str(adapter_dir), str(second_adapter)])(batch)["raw"]
+    alone = [SQLGenerator(gcfg, adapter=str(a)).generate(prompts)[0] for a in (adapter_dir, second_adapter)]
+    assert alone[0] != alone[1]  # the two adapters differ, so a mixed-up row would show
+    assert both == alone[0] + alone[1]
+    with pytest.raises(ValueError, match="adapter slot 2 out of range"):
+        SQLGenerator(gcfg, adapter=str(adapter_dir))({**batch, SLOT: [2] * 6})
+
+
+def test_adapters_share_a_pass_only_with_the_same_prompt_setup(cfg, adapter_dir, second_adapter) -> None:
+    from sqltrain.generate.pipeline import generation_config, pass_groups
+
+    gcfgs = [generation_config(cfg, a) for a in (adapter_dir, second_adapter)] + [cfg, cfg]
+    assert pass_groups(gcfgs) == [[0, 1], [2, 3]]  # the base config has another system prompt
+
+
+@pytest.mark.slow
+def test_run_generate_adapters_matches_one_run_per_adapter(cfg, adapter_dir, second_adapter, tmp_path) -> None:
+    """Two adapters in one Ray Data pass: each output is what its own run writes."""
+    import ray
+
+    from sqltrain.generate.pipeline import run_generate, run_generate_adapters
+
+    small = load_config(None, [f"run_dir={cfg.run_dir}", *TINY, "generate.limit=5"])
+    adapters = [str(adapter_dir), str(second_adapter)]
+    try:
+        together = run_generate_adapters(small, adapters, "dev", [tmp_path / "a.jsonl", tmp_path / "b.jsonl"])
+        alone = [run_generate(small, adapter=a, split="dev", out=tmp_path / f"alone-{i}.jsonl")
+                 for i, a in enumerate(adapters)]
+        with pytest.raises(ValueError, match="one output path per adapter"):
+            run_generate_adapters(small, adapters, "dev")
+    finally:
+        ray.shutdown()
+    for shared, own, adapter in zip(together, alone, adapters):
+        assert read_jsonl(shared.predictions) == read_jsonl(own.predictions)
+        meta = json.loads(shared.meta.read_text())
+        assert meta["adapter"] == adapter and meta["n"] == 5 and meta["adapters_in_pass"] == 2
+    assert read_jsonl(together[0].predictions) != read_jsonl(together[1].predictions)

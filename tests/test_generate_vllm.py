@@ -146,6 +146,9 @@ def test_llm_kwargs() -> None:
     shared = llm_kwargs(gen, "/m", "/t", 4, 0.5)  # two replicas on one GPU, an r=4 adapter
     assert shared["gpu_memory_utilization"] == 0.4
     assert (shared["enable_lora"], shared["max_lora_rank"], shared["max_loras"]) == (True, 8, 1)
+    # several adapters in one replica (Tune trials scored in one pass): as many LoRA slots, up to a cap
+    assert llm_kwargs(gen, "/m", "/t", 32, 1.0, adapters=3)["max_loras"] == 3
+    assert llm_kwargs(gen, "/m", "/t", 32, 1.0, adapters=20)["max_loras"] == 8
     tp = load_config(None, ["generate.tensor_parallel_size=2", "generate.vllm_compile=full"]).generate
     kw = llm_kwargs(tp, "/m", "/t", None, 2.0)
     assert kw["distributed_executor_backend"] == "mp" and kw["gpu_memory_utilization"] == 0.8
@@ -444,3 +447,17 @@ def test_vllm_engine_on_a_gpu(tmp_path) -> None:
     cut = load_config(None, [*over, "generate.vllm_stop=truncate"])
     gen = VLLMGenerator(cut.to_dict(), adapter=str(tmp_path / "adapter"))
     assert [c[0][0] for c in gen.completions(batch["prompt"])[0]] == [c[0][0] for c in tuned]
+
+
+def test_each_adapter_slot_is_its_own_lora_request() -> None:
+    """vLLM's LoRA ids count from 1 (0 = no adapter) and each slot has its own name; a batch's
+    rows pick theirs by the adapter_slot column, absent meaning slot 0."""
+    from sqltrain.generate.candidates import SLOT, row_slots
+    from sqltrain.generate.vllm_engine import lora_requests
+
+    assert lora_requests(["/a", "/b"]) == [("sqltrain-adapter-0", 1, "/a"), ("sqltrain-adapter-1", 2, "/b")]
+    assert lora_requests([]) == []
+    assert row_slots({"prompt": ["p", "q"]}, ["/a"]) == [0, 0]
+    assert row_slots({"prompt": ["p", "q"], SLOT: [1, 0]}, ["/a", "/b"]) == [1, 0]
+    with pytest.raises(ValueError, match="adapter slot 1 out of range: the replica holds 1 adapter"):
+        row_slots({"prompt": ["p"], SLOT: [1]}, ["/a"])

@@ -169,8 +169,30 @@ def test_ex_search_scores_every_trial_by_execution(ex_search):
         assert len(predictions) == 4
         meta = json.loads((Path(t["run_dir"]) / "predictions" / "tune-dev-4.meta.json").read_text())
         assert meta["adapter"] == t["adapter_dir"]  # generated with the trial's own adapter
+        assert meta["adapters_in_pass"] == 2  # both trials' adapters in one generation pass
     # Ties in ex (likely with a random model) go to the lower dev loss.
     assert summary["best"] == min(trials, key=lambda t: (-t["ex"], t["dev_loss"]))
+
+
+@pytest.mark.slow
+def test_a_bad_adapter_costs_only_its_own_score(ex_search, tmp_path):
+    """When the shared generation pass fails (here: one trial's adapter dir lost its files), each
+    adapter generates alone: the good trial is scored, the bad one gets its error."""
+    import shutil
+
+    from sqltrain.tune.scoring import score_trials
+
+    cfg, summary = ex_search
+    good, bad = (dict(t) for t in summary["trials"])
+    good["run_dir"], bad["run_dir"] = str(tmp_path / "good"), str(tmp_path / "bad")  # nothing scored there yet
+    shutil.copytree(good["adapter_dir"], tmp_path / "good-adapter")
+    good["adapter_dir"], bad["adapter_dir"] = str(tmp_path / "good-adapter"), str(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    lines: list[str] = []
+    scores = score_trials(cfg, [good, bad], log=lines.append)
+    assert scores[good["trial_id"]] == summary["trials"][0]["ex"]
+    assert isinstance(scores[bad["trial_id"]], Exception) and "missing adapter_config.json" in str(scores[bad["trial_id"]])
+    assert any("adapters in one pass failed" in line for line in lines)
 
 
 @pytest.mark.slow

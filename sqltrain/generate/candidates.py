@@ -19,6 +19,29 @@ from sqltrain.generate.extract import extract_sql
 Completion = tuple[str, Sequence[int], Sequence[float] | None]
 """(text, token ids, per-token log-probabilities or None)."""
 
+SLOT = "adapter_slot"
+"""Row column naming which of a replica's adapters generates for the row (several adapters in
+one pass: the driver's `run_generate_adapters`); absent when the replica has one or none."""
+
+
+def adapter_list(adapter: str | Sequence[str] | None) -> list[str]:
+    """An engine's adapters: none, one dir, or several (slot i = the i-th)."""
+    if adapter is None:
+        return []
+    return [adapter] if isinstance(adapter, str) else [str(a) for a in adapter]
+
+
+def row_slots(batch: dict[str, Any], adapters: Sequence[str]) -> list[int]:
+    """Each row's adapter slot (0 for every row unless the batch names them)."""
+    n = len(batch["prompt"])
+    if SLOT not in batch:
+        return [0] * n
+    slots = [int(s) for s in batch[SLOT]]
+    bad = [s for s in slots if not 0 <= s < max(1, len(adapters))]
+    if bad:
+        raise ValueError(f"adapter slot {bad[0]} out of range: the replica holds {len(adapters)} adapter(s)")
+    return slots
+
 
 def answer_logprob(token_ids: Sequence[int], token_logprobs: Sequence[float], stop_ids: Iterable[int]) -> float:
     """Sum of the log-probabilities of the tokens before the first stop (EOS/pad) token."""
@@ -52,4 +75,6 @@ def prediction_columns(batch: dict[str, Any], per_prompt: Sequence[list[dict[str
     }
     if any(len(c) > 1 for c in per_prompt):
         out["candidates"] = list(per_prompt)
+    if SLOT in batch:
+        out[SLOT] = batch[SLOT]
     return out

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqltrain.config import Config, config_from_dict
-from sqltrain.generate.candidates import Completion, candidates, prediction_columns
+from sqltrain.generate.candidates import Completion, adapter_list, candidates, prediction_columns, row_slots
 from sqltrain.generate.extract import sql_complete
 from sqltrain.generate.stopping import ending_token_ids
 
@@ -53,19 +53,27 @@ def pick_device():
     return torch.device("cuda", 0) if torch.cuda.is_available() else torch.device("cpu")
 
 
-def load_generation_model(cfg: Config, adapter: str | None, device):
-    """Base model (quantized as in training) + optional PEFT adapter, in eval mode on device."""
+def load_generation_model(cfg: Config, adapters: list[str], device):
+    """Base model (quantized as in training) + the PEFT adapters (slot i named `slot_name(i)`),
+    in eval mode on device. One adapter on an unquantized model is merged (one matmul per layer
+    instead of base + LoRA); several stay separate, switched per group of rows."""
     from sqltrain.model.loading import load_base_model
 
     model = load_base_model(cfg, device_map={"": device.index} if device.type == "cuda" else None)
-    if adapter is not None:
+    if adapters:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter)
-        if cfg.quantization.method == "none":
-            model = model.merge_and_unload()  # one matmul per layer instead of base + LoRA
+        model = PeftModel.from_pretrained(model, adapters[0], adapter_name=slot_name(0))
+        for i, adapter in enumerate(adapters[1:], start=1):
+            model.load_adapter(adapter, adapter_name=slot_name(i))
+        if len(adapters) == 1 and cfg.quantization.method == "none":
+            model = model.merge_and_unload()
     model.config.use_cache = True  # training turns the KV cache off; decoding needs it
     return model.eval()
+
+
+def slot_name(slot: int) -> str:
+    return f"slot{slot}"
 
 
 class SQLGenerator:
@@ -73,19 +81,21 @@ class SQLGenerator:
 
     cfg_dict: the resolved config (`Config.to_dict()`; with an adapter, the adapter's model,
     quantization, linking and prompt sections, see pipeline.generation_config).
-    adapter: PEFT adapter dir, or None for the base model.
+    adapter: PEFT adapter dir, None for the base model, or a list of adapter dirs trained with
+    the same prompt setup (rows then name theirs in the `adapter_slot` column).
     """
 
     engine = "hf"
 
-    def __init__(self, cfg_dict: dict[str, Any], adapter: str | None = None):
+    def __init__(self, cfg_dict: dict[str, Any], adapter: str | list[str] | None = None):
         from sqltrain.model.loading import load_tokenizer
 
         self.cfg = config_from_dict(cfg_dict)
         self.device = pick_device()
         self.tokenizer = load_tokenizer(self.cfg.model)
         self.tokenizer.padding_side = "left"
-        self.model = load_generation_model(self.cfg, adapter, self.device)
+        self.adapters = adapter_list(adapter)
+        self.model = load_generation_model(self.cfg, self.adapters, self.device)
         eos = self.model.generation_config.eos_token_id
         eos = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids = eos | {self.tokenizer.eos_token_id}
@@ -150,7 +160,17 @@ class SQLGenerator:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Ray Data batch (columns index, id, db_id, prompt, ...) -> predictions columns."""
-        per_prompt, counts = self.completions([str(p) for p in batch["prompt"]])
+        prompts = [str(p) for p in batch["prompt"]]
+        slots = row_slots(batch, self.adapters)
+        per_prompt: list = [None] * len(prompts)
+        counts: list = [0] * len(prompts)
+        for slot in sorted(set(slots)):  # one adapter at a time: PEFT applies one per forward pass
+            rows = [i for i, s in enumerate(slots) if s == slot]
+            if len(self.adapters) > 1:
+                self.model.set_adapter(slot_name(slot))
+            done, n = self.completions([prompts[i] for i in rows])
+            for i, c, k in zip(rows, done, n):
+                per_prompt[i], counts[i] = c, k
         stop = self.eos_ids | {self.tokenizer.pad_token_id}
         return prediction_columns(batch, [candidates(c, stop) for c in per_prompt], counts)
 

@@ -39,7 +39,7 @@ def resolve_engine(requested: str, has_cuda: bool, vllm_available: bool) -> Engi
     return "vllm" if has_cuda and vllm_available else "hf"
 
 
-def make_engine(cfg_dict: dict[str, Any], adapter: str | None, gpu_share: float):
+def make_engine(cfg_dict: dict[str, Any], adapter: str | list[str] | None, gpu_share: float):
     """The engine object for this process (an SQLGenerator or a VLLMGenerator)."""
     import torch
 
@@ -57,11 +57,12 @@ def make_engine(cfg_dict: dict[str, Any], adapter: str | None, gpu_share: float)
 class GenerationReplica:
     """One replica: the resolved engine, plus timing columns on every output batch.
 
-    cfg_dict, adapter: as for SQLGenerator. gpu_share: the fraction of each of its GPUs the
-    actor was given (Ray's num_gpus, capped at 1), for the vllm engine's memory budget.
+    cfg_dict, adapter: as for SQLGenerator (none, one adapter dir, or several). gpu_share: the
+    fraction of each of its GPUs the actor was given (Ray's num_gpus, capped at 1), for the vllm
+    engine's memory budget.
     """
 
-    def __init__(self, cfg_dict: dict[str, Any], adapter: str | None = None, gpu_share: float = 1.0):
+    def __init__(self, cfg_dict: dict[str, Any], adapter: str | list[str] | None = None, gpu_share: float = 1.0):
         start = time.perf_counter()
         self.engine = make_engine(cfg_dict, adapter, gpu_share)
         self.load_seconds = round(time.perf_counter() - start, 3)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltrain.config import ConfigError, GenerateConfig, config_from_dict
-from sqltrain.generate.candidates import Completion, candidates, prediction_columns
+from sqltrain.generate.candidates import Completion, adapter_list, candidates, prediction_columns, row_slots
 from sqltrain.generate.stopping import stop_length
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -85,17 +85,24 @@ def compile_kwargs(mode: str) -> dict[str, Any]:
     if mode in ("eager", "auto"):
         return {"enforce_eager": True}
     if mode == "cudagraphs":  # full CUDA graphs of decode steps, captured from the uncompiled model
-        # one graph per size, with the LoRA kernels in it (every request of a replica serves the
-        # same adapter, so the graphs without LoRA that vLLM also captures would never run)
+        # one graph per size, with the LoRA kernels in it (every request of a replica serves an
+        # adapter when it has any, so the graphs without LoRA that vLLM also captures would never run)
         return {"compilation_config": {"mode": "NONE", "cudagraph_mode": "FULL_DECODE_ONLY",
                                        "cudagraph_capture_sizes": CUDAGRAPH_SIZES,
                                        "cudagraph_specialize_lora": False}}
     return {}  # full: vLLM's default (torch.compile + CUDA graphs)
 
 
+MAX_LORAS = 8
+"""Adapters one vLLM batch may mix (max_loras); a replica holding more schedules them in turn.
+Each slot costs max_lora_rank x (in + out) bf16 weights per LoRA layer: ~50 MB at r=32 on
+Qwen2.5-Coder-0.5B."""
+
+
 def llm_kwargs(gen: GenerateConfig, model: str, tokenizer: str, lora_rank: int | None,
-               gpu_share: float) -> dict[str, Any]:
-    """Arguments of vllm.LLM for one replica holding `gpu_share` of each of its GPUs."""
+               gpu_share: float, adapters: int = 1) -> dict[str, Any]:
+    """Arguments of vllm.LLM for one replica holding `gpu_share` of each of its GPUs (and,
+    with lora_rank, `adapters` adapters of at most that rank)."""
     tp = gen.tensor_parallel_size
     kwargs: dict[str, Any] = dict(
         model=model, tokenizer=tokenizer, dtype="bfloat16", seed=gen.seed, tensor_parallel_size=tp,
@@ -107,7 +114,7 @@ def llm_kwargs(gen: GenerateConfig, model: str, tokenizer: str, lora_rank: int |
     if gen.vllm_stop == "logits":
         kwargs["logits_processors"] = [STOP_PROCESSOR]
     if lora_rank is not None:
-        kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(lora_rank), max_loras=1)
+        kwargs.update(enable_lora=True, max_lora_rank=vllm_lora_rank(lora_rank), max_loras=min(adapters, MAX_LORAS))
     return kwargs
 
 
@@ -147,6 +154,12 @@ def model_stop_ids(model_dir: str, tokenizer) -> set[int]:
     return ids | {tokenizer.eos_token_id}
 
 
+def lora_requests(adapters: list[str]) -> list[tuple[str, int, str]]:
+    """vllm LoRARequest arguments (name, id, path) per adapter slot: ids count from 1 (0 is
+    vLLM's "no adapter"), names are unique per slot."""
+    return [(f"{ADAPTER_NAME}-{i}", i + 1, path) for i, path in enumerate(adapters)]
+
+
 def completion_of(output, cut_with=None) -> Completion:
     """(text, token ids, per-token log-probabilities) of a vllm CompletionOutput; `cut_with`
     (a tokenizer) cuts it where the stop rule would have ended it (generate.vllm_stop=truncate)."""
@@ -161,8 +174,9 @@ def completion_of(output, cut_with=None) -> Completion:
 class VLLMGenerator:
     """A vLLM replica: prompts in, SQL out (Ray Data callable class or plain object).
 
-    cfg_dict, adapter: as for SQLGenerator. gpu_share: the fraction of each of its GPUs this
-    replica holds (0.5 when two replicas share one), which scales its memory budget.
+    cfg_dict, adapter: as for SQLGenerator (one adapter dir or several). gpu_share: the fraction
+    of each of its GPUs this replica holds (0.5 when two replicas share one), which scales its
+    memory budget.
     """
 
     engine = "vllm"
@@ -181,19 +195,23 @@ class VLLMGenerator:
         resolved = resolve_model_source(self.cfg.model)
         self.tokenizer = load_tokenizer(self.cfg.model)
         self.stop_ids = model_stop_ids(resolved.path, self.tokenizer)
-        rank = adapter_rank(adapter) if adapter is not None else None
+        self.adapters = adapter_list(adapter)
+        rank = max(adapter_rank(a) for a in self.adapters) if self.adapters else None
         t2 = time.perf_counter()
-        self.llm = LLM(**llm_kwargs(self.cfg.generate, resolved.path, resolved.tokenizer, rank, gpu_share))
+        self.llm = LLM(**llm_kwargs(self.cfg.generate, resolved.path, resolved.tokenizer, rank, gpu_share,
+                                    adapters=len(self.adapters)))
         # where a replica's start goes (the stage's load_seconds is their sum, plus the actor's own start)
         print(f"[sqltrain] vllm replica start: import {t1 - t0:.1f} s, model source + tokenizer {t2 - t1:.1f} s, "
               f"engine {time.perf_counter() - t2:.1f} s", flush=True)
         self.params = SamplingParams(**sampling_kwargs(self.cfg.generate, self.stop_ids, self.tokenizer.eos_token_id))
-        self.lora = LoRARequest(ADAPTER_NAME, 1, adapter) if adapter is not None else None
+        self.loras = [LoRARequest(*request) for request in lora_requests(self.adapters)]
 
-    def completions(self, prompts: list[str]) -> tuple[list[list[Completion]], list[int]]:
-        """Per prompt: its num_candidates completions, and the new tokens generated for it."""
+    def completions(self, prompts: list[str], slots: list[int] | None = None) -> tuple[list[list[Completion]], list[int]]:
+        """Per prompt: its num_candidates completions, and the new tokens generated for it;
+        `slots`: each prompt's adapter (vLLM mixes adapters within a batch)."""
+        loras = [self.loras[s] for s in slots or [0] * len(prompts)] if self.loras else None
         outs = self.llm.generate(prompt_inputs(self.tokenizer, prompts), self.params, use_tqdm=False,
-                                 lora_request=self.lora)
+                                 lora_request=loras)
         cut_with = self.tokenizer if self.cfg.generate.vllm_stop == "truncate" else None
         per_prompt = [[completion_of(o, cut_with) for o in sorted(r.outputs, key=lambda o: o.index)] for r in outs]
         decoded = [sum(len(o.token_ids) for o in r.outputs) for r in outs]  # the work done, cut or not
@@ -201,6 +219,6 @@ class VLLMGenerator:
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         """Ray Data batch (columns index, id, db_id, prompt, ...) -> predictions columns."""
-        per_prompt, counts = self.completions([str(p) for p in batch["prompt"]])
+        per_prompt, counts = self.completions([str(p) for p in batch["prompt"]], row_slots(batch, self.adapters))
         stop = self.stop_ids | {self.tokenizer.pad_token_id}
         return prediction_columns(batch, [candidates(c, stop) for c in per_prompt], counts)

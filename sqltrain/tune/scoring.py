@@ -1,8 +1,8 @@
 """tune.metric=ex: execution accuracy of each completed trial's adapter, and best.yaml.
 
-A trial's EX is scored by the generate and evaluate stages themselves (`run_generate` with the
-trial's adapter on tune.eval_split, then `run_evaluate`, which executes every SQL in the
-sandbox), in the driver once the search has ended, one trial after another. Not inside the
+A trial's EX is scored by the generate and evaluate stages themselves (`generate_for_adapters`:
+the trials' adapters on tune.eval_split in one pass, then `run_evaluate` per trial, which
+executes every SQL in the sandbox), in the driver once the search has ended. Not inside the
 trial: its driver holds a CPU slot, and the generation replicas size themselves from the whole
 cluster (every CPU of a CPU-only one), so they could never start there; after the search each
 trial's generation gets every replica the cluster holds.
@@ -41,19 +41,43 @@ def score_name(cfg: Config) -> str:
     return f"tune-{cfg.tune.eval_split}-{cfg.tune.eval_limit or 'all'}"
 
 
-def score_trial(base: Config, trial: dict[str, Any], log=print) -> float:
-    """EX of a completed trial's adapter on tune.eval_split (its first tune.eval_limit questions)."""
-    from sqltrain.evaluate.runner import run_evaluate
-    from sqltrain.generate.pipeline import run_generate
+def score_trials(base: Config, trials: list[dict[str, Any]], log=print) -> dict[str, float | Exception]:
+    """EX of each completed trial's adapter on tune.eval_split (its first tune.eval_limit
+    questions), by trial id; a trial that could not be scored maps to its exception. The
+    adapters not scored yet generate together (generate_for_adapters: one engine start for all
+    that share a prompt setup and decoding settings; one bad adapter costs only its own score),
+    then each is evaluated on its own."""
+    from sqltrain.generate.pipeline import generate_for_adapters
 
-    cfg = trial_config(base.to_dict(), {**trial["config"], "generate.limit": base.tune.eval_limit}, trial["trial_id"])
-    run, name, split = Path(trial["run_dir"]), score_name(cfg), cfg.tune.eval_split
-    summary = run / "eval" / name / "summary.json"
-    if summary.is_file():
-        return float(json.loads(summary.read_text())["ex"])
-    predictions = run / "predictions" / f"{name}.jsonl"
-    run_generate(cfg, adapter=trial["adapter_dir"], split=split, out=predictions, log=log)
-    ex = run_evaluate(cfg, predictions, out_dir=summary.parent, split=split, progress=False).ex
+    scores: dict[str, float | Exception] = {}
+    pending = []
+    for t in trials:
+        cfg = trial_config(base.to_dict(), {**t["config"], "generate.limit": base.tune.eval_limit}, t["trial_id"])
+        summary = Path(t["run_dir"]) / "eval" / score_name(cfg) / "summary.json"
+        if summary.is_file():
+            scores[t["trial_id"]] = float(json.loads(summary.read_text())["ex"])
+        else:
+            pending.append((t, cfg))
+    errors = generate_for_adapters([(cfg, t["adapter_dir"], _predictions(t, cfg)) for t, cfg in pending],
+                                   base.tune.eval_split, log)
+    for (t, cfg), error in zip(pending, errors):
+        scores[t["trial_id"]] = error if error is not None else _evaluate(t, cfg, log)
+    return scores
+
+
+def _predictions(trial: dict[str, Any], cfg: Config) -> Path:
+    return Path(trial["run_dir"]) / "predictions" / f"{score_name(cfg)}.jsonl"
+
+
+def _evaluate(trial: dict[str, Any], cfg: Config, log) -> float | Exception:
+    from sqltrain.evaluate.runner import run_evaluate
+
+    name, split = score_name(cfg), cfg.tune.eval_split
+    try:
+        out = Path(trial["run_dir"]) / "eval" / name
+        ex = run_evaluate(cfg, _predictions(trial, cfg), out_dir=out, split=split, progress=False).ex
+    except Exception as e:  # noqa: BLE001 - recorded as this trial's error
+        return e
     log(f"[sqltrain] tune: trial {trial['trial_id']} ex={ex:.4f} on {split} ({name})")
     return ex
 

@@ -29,7 +29,7 @@ from ray.tune import Callback
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_text
 from sqltrain.typed_json import JsonRecord
-from sqltrain.tune.scoring import score_trial, trial_config, trial_run_dir, write_best_yaml
+from sqltrain.tune.scoring import score_trials, trial_config, trial_run_dir, write_best_yaml
 from sqltrain.tune.search import DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space
 
 TRIAL_METRIC = "dev_loss"
@@ -242,13 +242,14 @@ def _check_shards(cfg: Config) -> None:
 def add_ex(trials: list[dict[str, Any]], cfg: Config, log=print) -> None:
     """tune.metric=ex: score every completed trial (in place); a trial whose generation or
     evaluation fails becomes an error with that line."""
-    for t in trials:
-        if t["status"] != "completed":
-            continue
-        try:
-            t["ex"] = t["metric"] = score_trial(cfg, t, log)
-        except Exception as e:  # one trial's failure must not lose the others' scores
-            t["status"], t["error"] = "error", error_line(e)
+    completed = [t for t in trials if t["status"] == "completed"]
+    scores = score_trials(cfg, completed, log) if completed else {}
+    for t in completed:
+        score = scores[t["trial_id"]]
+        if isinstance(score, Exception):  # one trial's failure must not lose the others' scores
+            t["status"], t["error"] = "error", error_line(score)
+        else:
+            t["ex"] = t["metric"] = score
 
 
 def run_tune(cfg: Config, resume: bool = False, log=print) -> TuneResult:
