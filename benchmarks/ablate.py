@@ -31,10 +31,13 @@ seeds. Both files are rewritten after every variant is scored. Every variant's c
 that fails while running (a diverged training, say) is recorded with its error and the others go
 on (exit status 1 at the end).
 
-GPU (the Qwen GGUF from ../shared/models/get-model.sh qwen-coder-0.5b models/):
+GPU (the Qwen GGUF from ../shared/models/get-model.sh qwen-coder-0.5b models/); two trainings
+share the GPU (--concurrent 2 with half a GPU each: the 0.5B step is launch-bound, and two Tune
+trials trained side by side in ~5 min on one H100, 2026-12-08):
   python benchmarks/ablate.py --config configs/qwen2.5-coder-0.5b-spider.yaml \\
       --variants benchmarks/ablations/qwen2.5-coder-0.5b.yaml --work runs/ablate-q05 --seeds 42,2 \\
-      --out docs/ablations/qwen2.5-coder-0.5b.json
+      --concurrent 2 --out docs/ablations/qwen2.5-coder-0.5b.json \\
+      train.gpus_per_worker=0.5 train.cpus_per_worker=6
 CPU (what tests/test_ablate.py runs, on the mini benchmark):
   python benchmarks/ablate.py --config C --variants V --work W --out O model.name=random:tiny ...
 Trailing key=value arguments override every variant's config (before the variant's own).
@@ -105,34 +108,65 @@ def plan(config: str | None, variants: dict[str, dict], seeds: list[int], fracti
     return out
 
 
-def train_variant(v: Variant) -> None:
-    """Train (or reuse) the variant's adapter; finished stages are skipped (resumable)."""
+def train_all(todo: list[Variant], concurrent: int = 1) -> dict[int, Exception]:
+    """Prepare, then train, every distinct setup once (variants sharing a run directory share its
+    adapter); `concurrent` trainings at a time (Ray tasks on the one cluster, so with
+    train.gpus_per_worker=0.5 two share each GPU). Returns the failures by position in todo: a
+    failed prepare or training fails every variant that needs it."""
     from sqltrain.pipeline import run_pipeline
     from sqltrain.prep.pipeline import share_prepared_data
 
-    if v.data_from is None:
-        run_pipeline(v.cfg, only=["prepare", "train"])  # skips what is up to date
-    else:  # the same prompts as an earlier run: train on its shards
-        share_prepared_data(v.data_from, v.run_dir)
-        run_pipeline(v.cfg, only=["train"])
-
-
-def train_all(todo: list[Variant]) -> dict[int, Exception]:
-    """Train every distinct setup once (variants sharing a run directory share its adapter);
-    returns the failures by position in todo: a failed training fails every variant using it."""
+    setups = list({v.run_dir: v for v in reversed(todo)}.values())[::-1]  # first variant of each run dir
     failures: dict[Path, Exception] = {}
-    done: set[Path] = set()
-    for v in todo:
-        if v.run_dir in done or v.run_dir in failures:
-            continue
-        print(f"[ablate] train {v.run_dir.name} (for {v.name} seed {v.seed})", flush=True)
+    for v in setups:  # in todo order: a run that shares shards comes after the run that prepares them
         try:
-            train_variant(v)
-            done.add(v.run_dir)
-        except Exception as e:  # noqa: BLE001 - recorded for the variants that need this adapter
-            print(f"[ablate] training {v.run_dir.name} failed: {e}", file=sys.stderr, flush=True)
+            if v.data_from is None:
+                run_pipeline(v.cfg, only=["prepare"])  # skips what is up to date
+            else:
+                share_prepared_data(v.data_from, v.run_dir)
+        except Exception as e:  # noqa: BLE001 - recorded for the variants that need these shards
             failures[v.run_dir] = e
+    ready = [v for v in setups if v.run_dir not in failures]
+    if concurrent == 1:
+        for v in ready:
+            print(f"[ablate] train {v.run_dir.name} (for {v.name} seed {v.seed})", flush=True)
+            try:
+                run_pipeline(v.cfg, only=["train"])
+            except Exception as e:  # noqa: BLE001 - recorded for the variants that need this adapter
+                failures[v.run_dir] = e
+    else:
+        failures.update(train_concurrently(ready, concurrent))
+    for run_dir, e in failures.items():
+        print(f"[ablate] {run_dir.name} failed: {e}", file=sys.stderr, flush=True)
     return {i: failures[v.run_dir] for i, v in enumerate(todo) if v.run_dir in failures}
+
+
+def train_concurrently(setups: list[Variant], concurrent: int) -> dict[Path, Exception]:
+    """The train stage of each setup as a Ray task, `concurrent` in flight; their Ray Train
+    workers take the resources their configs ask for from the same cluster."""
+    import ray
+
+    from sqltrain.pipeline import run_pipeline
+    from sqltrain.raycluster import ensure_ray
+
+    if not setups:
+        return {}
+    ensure_ray(setups[0].cfg.cluster.address, setups[0].cfg.cluster.runtime_env)
+    # the task only drives (its Ray Train workers hold the CPUs and GPUs); a failed training is not retried
+    task = ray.remote(num_cpus=0, max_retries=0)(run_pipeline)
+    queue, running, failures = list(setups), {}, {}
+    while queue or running:
+        while queue and len(running) < concurrent:
+            v = queue.pop(0)
+            print(f"[ablate] train {v.run_dir.name} (for {v.name} seed {v.seed})", flush=True)
+            running[task.remote(v.cfg, ["train"])] = v
+        done, _ = ray.wait(list(running), num_returns=1)
+        v = running.pop(done[0])
+        try:
+            ray.get(done[0])
+        except Exception as e:  # noqa: BLE001 - recorded for the variants that need this adapter
+            failures[v.run_dir] = getattr(e, "cause", None) or e  # the training's own error, not Ray's wrapper
+    return failures
 
 
 def outputs(v: Variant, work: Path) -> tuple[Path, Path]:
@@ -257,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="42", help="comma-separated train.seed values (default 42)")
     ap.add_argument("--validation", type=float, default=0.1,
                     help="data.validation.fraction: share of train's databases held out (default 0.1)")
+    ap.add_argument("--concurrent", type=int, default=1,
+                    help="trainings at a time (default 1); with train.gpus_per_worker=0.5, two share a GPU")
     ap.add_argument("overrides", nargs="*", help="key=value for every variant")
     args = ap.parse_args(argv)
     try:
@@ -267,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = {"config": args.config or "<defaults>", "validation_fraction": args.validation,
               "common_overrides": args.overrides, "rows": [], "summary": []}
-    errors = train_all(todo)
+    errors = train_all(todo, args.concurrent)
     generate_all(todo, args.work, errors)
     for i, v in enumerate(todo):
         try:

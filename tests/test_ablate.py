@@ -76,12 +76,14 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
     import ray
 
     variants = write_variants(tmp_path / "v.yaml",
-                              "baseline: {}\nshort: {generate.max_new_tokens: 2}\nr4: {lora.r: 4, lora.alpha: 8}\n")
+                              "baseline: {}\nshort: {generate.max_new_tokens: 2}\nr4: {lora.r: 4, lora.alpha: 8}\n"
+                              "nolayer: {lora.target_modules: [no_such_proj]}\n")
     work, out = tmp_path / "work", tmp_path / "abl.json"
+    # two trainings at a time (Ray tasks on one cluster); nolayer's training fails, the others go on
     args = ["--variants", str(variants), "--work", str(work), "--out", str(out), "--validation", "0.2",
-            f"run_dir={tmp_path / 'unused'}", *TINY]
+            "--concurrent", "2", f"run_dir={tmp_path / 'unused'}", *TINY]
     try:
-        assert ablate.main(args) == 0
+        assert ablate.main(args) == 1
         result = json.loads(out.read_text())
         run, r4 = work / "baseline-seed42", work / "r4-seed42"  # short reuses baseline's adapter
         assert sorted(p.name for p in work.iterdir() if (p / "train" / "adapter").is_dir()) == [run.name, r4.name]
@@ -90,11 +92,12 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
         stamps = {p: p.stat().st_mtime_ns for p in [run / "stages" / "train.json", r4 / "stages" / "train.json",
                                                    *work.glob("eval/*/predictions.jsonl")]}
         assert len(stamps) == 5
-        assert ablate.main(args) == 0  # everything up to date: nothing trains or generates again
+        assert ablate.main(args) == 1  # everything up to date: nothing trains or generates again
         assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     finally:
         ray.shutdown()
-    base, short, r4row = result["rows"]
+    base, short, r4row, nolayer = result["rows"]
+    assert "no_such_proj match no module" in nolayer["error"] and "RayTaskError" not in nolayer["error"]
     assert r4row["run_dir"] == str(r4) and r4row["vs_reference"]["reference"] == "baseline"
     for r in (base, short):
         summary = json.loads((Path(r["eval_dir"]) / "summary.json").read_text())
@@ -106,7 +109,7 @@ def test_an_ablation_trains_once_per_setup_scores_validation_and_resumes(tmp_pat
     assert "adapters_in_pass" not in meta  # its own decoding settings: a pass of its own
     for name in ("baseline", "r4"):  # same prompts and decoding: both adapters in one pass
         assert json.loads((work / "eval" / f"{name}-seed42" / "predictions.meta.json").read_text())["adapters_in_pass"] == 2
-    assert [s["variant"] for s in result["summary"]] == ["baseline", "short", "r4"]
+    assert [s["variant"] for s in result["summary"]] == ["baseline", "short", "r4", "nolayer"]
     assert "| short | `generate.max_new_tokens=2` | 42 | 6 |" in out.with_suffix(".md").read_text()
 
 
