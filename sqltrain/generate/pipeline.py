@@ -13,6 +13,12 @@
    CPU actors when there is no GPU. Each replica picks its engine (generate/replica.py).
 5. With generate.selection=execution_vote, each question's candidates are executed in the
    sandbox and vote on their results (sqltrain.generate.vote); the winner becomes its sql/raw.
+With several adapters (`run_generate_adapters`: Tune trials, ablation variants), those trained
+with the same model and prompt setup share one pass: the rows are built once and repeated per
+adapter with an `adapter_slot` column, each replica loads the model once with every adapter
+(vLLM LoRA requests per prompt; PEFT adapters switched per slot on hf), and each adapter's rows
+go to its own predictions file.
+
 6. predictions.jsonl (index, id, db_id, sql, raw; `candidates` with num_candidates > 1,
    `selected` after a vote) in split order, written atomically, plus a `<name>.meta.json`
    beside it (model, adapter, engine, load and generation timing, tokens/s, selection and the
