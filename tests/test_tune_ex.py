@@ -172,6 +172,13 @@ def test_ex_search_scores_every_trial_by_execution(ex_search):
         assert meta["adapters_in_pass"] == 2  # both trials' adapters in one generation pass
     # Ties in ex (likely with a random model) go to the lower dev loss.
     assert summary["best"] == min(trials, key=lambda t: (-t["ex"], t["dev_loss"]))
+    # results.md: a row per trial, and each trial's dev loss at steps 2 and 4 from its own metrics
+    md = (Path(cfg.run_dir) / "tune" / "results.md").read_text()
+    assert f"Best: **{summary['best']['trial_id']}**" in md
+    for t in trials:
+        assert f"| {t['trial_id']} | completed | {t['ex']:.4f} | {t['dev_loss']:.4f} | 4 |" in md
+    losses = md.split("by step:")[1]
+    assert "| 2 | " in losses and "| 4 | " in losses and f"{trials[0]['dev_loss']:.4f}" in losses
 
 
 @pytest.mark.slow
@@ -257,3 +264,13 @@ def test_tuning_on_the_validation_split_needs_one():
         load_config(None, ["tune.metric=ex", "tune.eval_split=validation"])
     cfg = load_config(None, ["tune.metric=ex", "tune.eval_split=validation", "data.validation.fraction=0.1"])
     assert cfg.tune.eval_split == "validation"
+
+
+def test_results_md_without_a_completed_trial(tmp_path):
+    from sqltrain.tune.report import results_markdown
+
+    md = results_markdown({"metric": "ex", "mode": "max", "best": None, "trials": [
+        {"trial_id": "t1", "status": "error", "ex": None, "dev_loss": None, "step": None,
+         "config": {"train.lr": 1e-4}, "run_dir": str(tmp_path / "nothing")}]}, "validation")
+    assert "No trial completed." in md and "| t1 | error | - | - | - | `train.lr=0.0001` |" in md
+    assert "by step" not in md  # no trial logged a dev loss

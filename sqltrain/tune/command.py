@@ -7,7 +7,8 @@ writes {run_dir}/tune/<trial_id>/train/. tune.scheduler asha stops trials whose 
 tune.metric ranks the trials: dev_loss, or ex (each completed trial's adapter generates on
 tune.eval_split, optionally its first tune.eval_limit questions, and its SQL is executed in the
 sandbox; the execution accuracy ranks). Writes {run_dir}/tune/results.json (every trial's
-values, metric, dev loss, ex, status and adapter) and {run_dir}/tune/best.yaml (the best trial's
+values, metric, dev loss, ex, status and adapter), {run_dir}/tune/results.md (the same as a
+table, and each trial's dev loss by step) and {run_dir}/tune/best.yaml (the best trial's
 full config: `sqltrain pipeline --config {run_dir}/tune/best.yaml` trains with it), and prints
 the best. --resume continues a search that crashed or was stopped (Tune's saved experiment).
 """

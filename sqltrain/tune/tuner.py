@@ -29,6 +29,7 @@ from ray.tune import Callback
 from sqltrain.config import Config, ConfigError
 from sqltrain.io import atomic_write_json, atomic_write_text
 from sqltrain.typed_json import JsonRecord
+from sqltrain.tune.report import results_markdown
 from sqltrain.tune.scoring import score_trials, trial_config, trial_run_dir, write_best_yaml
 from sqltrain.tune.search import DRIVER_CPUS, Param, make_scheduler, max_concurrency, parse_search_space, to_tune_space
 
@@ -281,5 +282,6 @@ def run_tune(cfg: Config, resume: bool = False, log=print) -> TuneResult:
     else:
         best_yaml.unlink(missing_ok=True)  # an earlier search's winner is not this one's
     atomic_write_json(tune_dir(cfg) / "results.json", summary.to_json())
+    atomic_write_text(tune_dir(cfg) / "results.md", results_markdown(summary.to_json(), cfg.data.eval_split))
     log_tune(cfg, summary.to_json(), tune_dir(cfg) / "results.json")
     return summary
