@@ -116,9 +116,9 @@ def train_all(todo: list[Variant], concurrent: int = 1) -> dict[int, Exception]:
     from sqltrain.pipeline import run_pipeline
     from sqltrain.prep.pipeline import share_prepared_data
 
-    setups = list({v.run_dir: v for v in reversed(todo)}.values())[::-1]  # first variant of each run dir
+    setups = first_of_each_run(todo)
     failures: dict[Path, Exception] = {}
-    for v in setups:  # in todo order: a run that shares shards comes after the run that prepares them
+    for v in setups:  # a run that shares shards comes after the run that prepares them
         try:
             if v.data_from is None:
                 run_pipeline(v.cfg, only=["prepare"])  # skips what is up to date
@@ -139,6 +139,15 @@ def train_all(todo: list[Variant], concurrent: int = 1) -> dict[int, Exception]:
     for run_dir, e in failures.items():
         print(f"[ablate] {run_dir.name} failed: {e}", file=sys.stderr, flush=True)
     return {i: failures[v.run_dir] for i, v in enumerate(todo) if v.run_dir in failures}
+
+
+def first_of_each_run(todo: list[Variant]) -> list[Variant]:
+    """The first variant of each run directory, in todo order: the order plan() chose the runs in,
+    so a run's data_from (an earlier run) is prepared before it is shared."""
+    first: dict[Path, Variant] = {}
+    for v in todo:
+        first.setdefault(v.run_dir, v)
+    return list(first.values())
 
 
 def train_concurrently(setups: list[Variant], concurrent: int) -> dict[Path, Exception]:

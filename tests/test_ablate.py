@@ -121,6 +121,12 @@ def test_the_committed_ablation_of_the_0_5b_recipe_loads(tmp_path):
     assert list(variants)[0] == "baseline" and len(todo) == 2 * len(variants)
     shared = [v.name for v in todo if v.name != "baseline" and v.run_dir.name.startswith("baseline-")]
     assert shared == ["vote8", "vote8"]  # only the generation-only variant reuses the reference's adapter
+    # runs are prepared in order of first use: the reference's run (whose shards lr, r32, ... share)
+    # comes first although vote8, the last variant, uses it too
+    runs = ablate.first_of_each_run(todo)
+    assert [v.run_dir for v in runs] == list(dict.fromkeys(v.run_dir for v in todo))
+    order = {v.run_dir: i for i, v in enumerate(runs)}
+    assert runs[0].name == "baseline" and all(order[v.data_from] < order[v.run_dir] for v in runs if v.data_from)
 
 
 def test_a_failing_variant_is_recorded_and_the_ablation_goes_on(tmp_path, capsys):
