@@ -517,11 +517,11 @@ def _resolve_paths(cfg: Config) -> Config:
         value = node[leaf]
         if isinstance(value, str) and "://" not in value and value != MINI:
             node[leaf] = str(Path(os.path.expanduser(value)).absolute())
-    for leaf in ("name", "tokenizer"):  # a hub id stays as it is; a local file or folder becomes absolute
-        value = d["model"][leaf]
-        if value and (value.endswith(".gguf") or Path(os.path.expanduser(value)).exists()):
-            d["model"][leaf] = str(Path(os.path.expanduser(value)).absolute())
-    return Config.model_validate(d)
+    from sqltrain.model.loading import with_absolute_paths
+
+    cfg = Config.model_validate(d)
+    # model.name/tokenizer: a hub id stays as it is; a local file or folder becomes absolute
+    return cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -326,12 +326,8 @@ def generate_for_adapters(jobs: list[tuple[Config, str, Path]], split: str, log=
     on CALLER_SECTIONS go to one run_generate_adapters (which splits them by prompt setup); when a
     shared call fails, its jobs run one at a time, so a bad adapter costs only its own output.
     Returns each job's exception, or None when its predictions were written."""
-    groups: dict[str, list[int]] = {}
-    for i, (cfg, _, _) in enumerate(jobs):
-        d = cfg.to_dict()
-        groups.setdefault(json.dumps({k: d[k] for k in CALLER_SECTIONS}, sort_keys=True), []).append(i)
     errors: list[Exception | None] = [None] * len(jobs)
-    for group in groups.values():
+    for group in groups_agreeing_on([cfg for cfg, _, _ in jobs], CALLER_SECTIONS):
         cfg = jobs[group[0]][0]
         try:
             run_generate_adapters(cfg, [jobs[i][1] for i in group], split, [jobs[i][2] for i in group], log)
@@ -355,10 +351,15 @@ PROMPT_SECTIONS = ("model", "quantization", "linking", "prompt")
 
 def pass_groups(gcfgs: list[Config]) -> list[list[int]]:
     """Indices of the generation configs that can share one pass (same PROMPT_SECTIONS), in order."""
+    return groups_agreeing_on(gcfgs, PROMPT_SECTIONS)
+
+
+def groups_agreeing_on(cfgs: list[Config], sections: tuple[str, ...]) -> list[list[int]]:
+    """Indices of the configs grouped by their values of `sections`, groups and members in order."""
     groups: dict[str, list[int]] = {}
-    for i, g in enumerate(gcfgs):
-        d = g.to_dict()
-        groups.setdefault(json.dumps({k: d[k] for k in PROMPT_SECTIONS}, sort_keys=True), []).append(i)
+    for i, cfg in enumerate(cfgs):
+        d = cfg.to_dict()
+        groups.setdefault(json.dumps({k: d[k] for k in sections}, sort_keys=True), []).append(i)
     return list(groups.values())
 
 

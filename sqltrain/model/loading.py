@@ -134,7 +134,8 @@ def resolve_model_source(model_cfg: ModelConfig) -> ResolvedModel:
 
 
 def with_absolute_paths(model_cfg: ModelConfig) -> ModelConfig:
-    """model_cfg with relative file/dir names made absolute: Ray workers run in another cwd."""
+    """model_cfg with relative file/dir names made absolute: Ray workers and Tune trials run in
+    another cwd. Applied by load_config to every config it loads."""
     update = {}
     for field in ("name", "tokenizer"):
         value = getattr(model_cfg, field)

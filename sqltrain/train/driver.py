@@ -292,10 +292,8 @@ def pick_export(cfg: Config, result) -> tuple[Any, dict[str, Any]]:
 def run_train(cfg: Config, callbacks: list | None = None) -> TrainResult:
     """Train cfg's model on {run_dir}/data shards; returns where the adapter and checkpoints are.
     Raises TrainingDiverged (after exporting the best finite checkpoint) when the run diverged."""
-    from sqltrain.model.loading import with_absolute_paths
     from sqltrain.raycluster import ensure_ray
 
-    cfg = cfg.model_copy(update={"model": with_absolute_paths(cfg.model)})
     plan = preflight(cfg)
     ensure_ray(cfg.cluster.address, cfg.cluster.runtime_env)
     check_nodes(cfg, plan)
